@@ -1,0 +1,70 @@
+//! `digits`: the command-line front end. It parses arguments, draws progress and prints
+//! results; all the work happens in the library crates.
+
+mod data_cmd;
+mod model_cmd;
+mod predict_cmd;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "digits", version, about = "Handwritten digit recognition on MNIST")]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Folder with the MNIST files [env: DIGITS_DATA_DIR; default: the per-user cache].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download, verify or describe the MNIST files.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Train a model on MNIST.
+    Train(model_cmd::TrainArgs),
+    /// Evaluate a model on the MNIST test set.
+    Eval(model_cmd::EvalArgs),
+    /// Read the digit (or with --number, the number) in image files.
+    Predict(predict_cmd::PredictArgs),
+    /// Accuracy on realistic drawings and photos made from the MNIST test set.
+    Realworld(predict_cmd::RealworldArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(model_cmd::BenchCommand),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DIGITS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    let data_dir = || digits_data::DataDir::resolve(cli.data_dir.clone());
+    match cli.command {
+        Command::Data(cmd) => data_cmd::run(cmd, data_dir()?),
+        Command::Train(args) => model_cmd::train(args, data_dir()?),
+        Command::Eval(args) => model_cmd::eval(args, data_dir()?),
+        Command::Predict(args) => predict_cmd::predict(args),
+        Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
+        Command::Bench(cmd) => model_cmd::bench(cmd, data_dir()?, threads),
+    }
+}

@@ -1,0 +1,229 @@
+//! `digits train`, `digits eval` and `digits bench`.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use digits_data::{split::split, DataDir, Digits};
+use digits_model::eval::{evaluate, Evaluation};
+use digits_model::train::{bench_train, EpochStats, Observer, Trainer};
+use digits_model::{file, shipped, Architecture};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+fn parse_arch(s: &str) -> Result<Architecture, String> {
+    Architecture::parse(s).ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref or mlp)"))
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Architecture: cnn (default), cnn-ref (the peers' reference model) or mlp.
+    #[arg(long, default_value = "cnn", value_parser = parse_arch)]
+    model: Architecture,
+    /// Epochs (default: the architecture's own).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed for initialisation, the validation split, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write the model (a checkpoint goes beside it as PATH.ckpt).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from PATH.ckpt after an interruption.
+    #[arg(long)]
+    resume: bool,
+    /// Training images held out for validation.
+    #[arg(long, default_value_t = 5000)]
+    validation: usize,
+    /// Train on only the first N training images (quick experiments).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Stop after this many batches (smoke tests).
+    #[arg(long)]
+    max_batches: Option<usize>,
+}
+
+/// Draws a bar per epoch with the running loss and speed.
+struct Bars {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+}
+
+impl Observer for Bars {
+    fn batch(&mut self, epoch: usize, done: usize, total: usize, loss: f32, ips: f32) {
+        let epochs = self.epochs;
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  eta {eta}")
+                    .expect("static template"),
+            );
+            b.set_prefix(format!("{}/{epochs}", epoch + 1));
+            b
+        });
+        bar.set_position(done as u64);
+        bar.set_message(format!("loss {loss:.4}  {ips:.0} images/s"));
+    }
+
+    fn epoch(&mut self, s: &EpochStats) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        println!(
+            "epoch {:>2}/{}: train loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}%, {:.1}s ({:.0} images/s)",
+            s.epoch,
+            self.epochs,
+            s.train_loss,
+            100.0 * s.train_accuracy,
+            s.validation_loss,
+            100.0 * s.validation_accuracy,
+            s.seconds,
+            s.images_per_second
+        );
+    }
+}
+
+pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
+    let data = dir.load()?;
+    let all = match args.limit {
+        Some(n) => data.train.take(n + args.validation),
+        None => data.train,
+    };
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/{}.safetensors", args.model)));
+    let ckpt = PathBuf::from(format!("{}.ckpt", out.display()));
+    let mut trainer = if args.resume && ckpt.exists() {
+        let t = Trainer::resume(&ckpt)?;
+        anyhow::ensure!(
+            t.model.architecture() == args.model,
+            "{} holds a {} checkpoint, not {}",
+            ckpt.display(),
+            t.model.architecture(),
+            args.model
+        );
+        println!("resuming {} after epoch {}", ckpt.display(), t.progress.epochs_done);
+        t
+    } else {
+        let mut config = args.model.default_training();
+        if let Some(e) = args.epochs {
+            config.epochs = e;
+        }
+        Trainer::new(args.model, config, args.seed)
+    };
+    if let Some(e) = args.epochs {
+        trainer.model.meta.training.epochs = e;
+    }
+    let seed = trainer.model.meta.seed;
+    let split = split(&all, args.validation, seed)?;
+    println!(
+        "training {} ({} parameters) on {} images, validating on {}, {} threads",
+        args.model,
+        trainer.model.net.parameter_count(),
+        split.train.len(),
+        split.validation.len(),
+        rayon::current_num_threads()
+    );
+    let epochs = trainer.model.meta.training.epochs;
+    let start = std::time::Instant::now();
+    trainer.run(&split, &mut Bars { bar: None, epochs }, Some(&ckpt), args.max_batches)?;
+    let mut model = trainer.finish(&split.validation);
+    let test = evaluate(&mut model, &data.test);
+    model.meta.test_accuracy = Some(test.accuracy);
+    file::save(&model, &out)?;
+    println!(
+        "trained in {:.0}s; test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
+        start.elapsed().as_secs_f32(),
+        100.0 * test.accuracy,
+        test.errors,
+        test.images,
+        model.meta.temperature,
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A model file, or the name of a shipped model (cnn, mlp).
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
+    let mut model = shipped::resolve(&args.model)?;
+    let test = dir.load()?.test;
+    let e = evaluate(&mut model, &test);
+    if args.json {
+        let mut v = serde_json::to_value(&e)?;
+        v["model"] = serde_json::json!(args.model);
+        v["architecture"] = serde_json::json!(model.architecture());
+        println!("{v}");
+    } else {
+        print_evaluation(&args.model, &e);
+    }
+    Ok(())
+}
+
+fn print_evaluation(name: &str, e: &Evaluation) {
+    println!(
+        "{name}: accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
+        100.0 * e.accuracy,
+        e.errors,
+        e.images,
+        e.loss,
+        100.0 * e.calibration_error
+    );
+    println!(
+        "prediction: {:.3}s for {} images ({:.0} images/s)\n",
+        e.seconds, e.images, e.images_per_second
+    );
+    println!("confusion matrix (rows: true digit, columns: predicted)");
+    println!("      {}", (0..10).map(|d| format!("{d:>5}")).collect::<String>());
+    for (t, row) in e.confusion.iter().enumerate() {
+        println!("  {t:>2}  {}", row.iter().map(|n| format!("{n:>5}")).collect::<String>());
+    }
+    println!("\ndigit  precision  recall     f1  support");
+    for c in &e.per_class {
+        println!(
+            "{:>5}  {:>8.2}%  {:>5.2}%  {:>5.2}%  {:>7}",
+            c.digit,
+            100.0 * c.precision,
+            100.0 * c.recall,
+            100.0 * c.f1,
+            c.support
+        );
+    }
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Training throughput (images/s) over a fixed number of batches of real MNIST images.
+    Train {
+        #[arg(long, default_value = "cnn-ref", value_parser = parse_arch)]
+        model: Architecture,
+        #[arg(long, default_value_t = 50)]
+        batches: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
+    match cmd {
+        BenchCommand::Train { model, batches, json } => {
+            anyhow::ensure!(batches > 0, "--batches must be at least 1");
+            let train: Digits = dir.load().context("the benchmark trains on real MNIST images")?.train;
+            let ips = bench_train(model, &train, batches, 1);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": model, "threads": threads, "batches": batches,
+                        "batch_size": model.default_training().batch_size, "images_per_second": ips})
+                );
+            } else {
+                println!("{model}: {ips:.0} training images/s ({threads} threads, {batches} batches)");
+            }
+            Ok(())
+        }
+    }
+}

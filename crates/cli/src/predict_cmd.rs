@@ -1,0 +1,283 @@
+//! `digits predict` and `digits realworld`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use digits_data::DataDir;
+use digits_model::recognize::{read_digit, read_number, NumberReading, Reading};
+use digits_model::{shipped, Model};
+use digits_rng::Rng;
+use digits_vision::synth::{render_digit, render_number, Style};
+use digits_vision::Limits;
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Image files, folders of images, or - for standard input.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// A model file, or the name of a shipped model (cnn, mlp).
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Also list the K most likely digits.
+    #[arg(long, default_value_t = 1)]
+    top: usize,
+    /// Draw the normalised 28x28 the model saw.
+    #[arg(long)]
+    show: bool,
+    /// Read a multi-digit number written on one line.
+    #[arg(long)]
+    number: bool,
+}
+
+const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
+
+/// Expands folders into the image files they hold (sorted), keeping files and `-` as given.
+fn expand(inputs: &[String]) -> Vec<Result<String, String>> {
+    let mut out = Vec::new();
+    for i in inputs {
+        let p = Path::new(i);
+        if i != "-" && p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut files: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| {
+                            f.extension()
+                                .and_then(|e| e.to_str())
+                                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                        })
+                        .collect();
+                    files.sort();
+                    out.extend(files.into_iter().map(|f| Ok(f.display().to_string())));
+                }
+                Err(e) => out.push(Err(format!("{i}: {e}"))),
+            }
+        } else {
+            out.push(Ok(i.clone()));
+        }
+    }
+    out
+}
+
+fn read_input(name: &str, limits: &Limits) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let cap = limits.max_bytes as u64 + 1;
+    if name == "-" {
+        std::io::stdin().take(cap).read_to_end(&mut bytes)?;
+    } else {
+        std::fs::File::open(name)?.take(cap).read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
+}
+
+fn ascii(pixels: &[f32]) -> String {
+    const RAMP: &[u8] = b" .:-=+*#%@";
+    pixels
+        .chunks(28)
+        .map(|row| row.iter().map(|&v| RAMP[((v * 9.0).round() as usize).min(9)] as char).collect::<String>() + "\n")
+        .collect()
+}
+
+fn top_k(r: &Reading, k: usize) -> Vec<(u8, f32)> {
+    let mut idx: Vec<(u8, f32)> = r.prediction.probabilities.iter().enumerate().map(|(d, &p)| (d as u8, p)).collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1));
+    idx.truncate(k.clamp(1, 10));
+    idx
+}
+
+fn digit_json(r: &Reading, k: usize) -> serde_json::Value {
+    json!({
+        "digit": r.prediction.digit,
+        "confidence": r.prediction.confidence,
+        "uncertain": r.uncertain,
+        "probabilities": r.prediction.probabilities,
+        "top": top_k(r, k).iter().map(|(d, p)| json!({"digit": d, "probability": p})).collect::<Vec<_>>(),
+        "bbox": r.normalized.bbox,
+    })
+}
+
+fn print_digit(name: &str, r: &Reading, args: &PredictArgs) {
+    if args.json {
+        let mut v = digit_json(r, args.top);
+        v["file"] = json!(name);
+        println!("{v}");
+        return;
+    }
+    let flag = if r.uncertain { " uncertain" } else { "" };
+    let mut line = format!("{name}: {} ({:.1}%){flag}", r.prediction.digit, 100.0 * r.prediction.confidence);
+    if args.top > 1 {
+        let rest: Vec<String> = top_k(r, args.top).iter().map(|(d, p)| format!("{d} {:.1}%", 100.0 * p)).collect();
+        line += &format!("  [{}]", rest.join(", "));
+    }
+    println!("{line}");
+    if args.show {
+        print!("{}", ascii(&r.normalized.pixels));
+    }
+}
+
+fn print_number(name: &str, n: &NumberReading, args: &PredictArgs) {
+    if args.json {
+        let digits: Vec<_> = n.digits.iter().map(|d| digit_json(d, args.top)).collect();
+        println!("{}", json!({"file": name, "number": n.text, "confidence": n.confidence, "uncertain": n.uncertain, "digits": digits}));
+        return;
+    }
+    let flag = if n.uncertain { " uncertain" } else { "" };
+    let each: Vec<String> = n.digits.iter().map(|d| format!("{:.1}%", 100.0 * d.prediction.confidence)).collect();
+    println!("{name}: {} ({:.1}%; digits {}){flag}", n.text, 100.0 * n.confidence, each.join(" "));
+    if args.show {
+        for d in &n.digits {
+            print!("{}", ascii(&d.normalized.pixels));
+        }
+    }
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let mut model = shipped::resolve(&args.model)?;
+    let limits = Limits::default();
+    let mut failures = 0;
+    for input in expand(&args.inputs) {
+        let result = input.map_err(anyhow::Error::msg).and_then(|name| {
+            let bytes = read_input(&name, &limits).with_context(|| format!("{name}: cannot read"))?;
+            let shown = if name == "-" { "<stdin>".to_string() } else { name.clone() };
+            if args.number {
+                let n = read_number(&mut model, &bytes, &limits).with_context(|| shown.clone())?;
+                print_number(&shown, &n, &args);
+            } else {
+                let r = read_digit(&mut model, &bytes, &limits).with_context(|| shown.clone())?;
+                print_digit(&shown, &r, &args);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            failures += 1;
+            if args.json {
+                let text = format!("{e:#}");
+                let (file, msg) = text.split_once(": ").unwrap_or(("", &text));
+                println!("{}", json!({"file": file, "error": msg}));
+            }
+            eprintln!("error: {e:#}");
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} input(s) could not be read");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RealworldArgs {
+    /// A model file, or the name of a shipped model (cnn, mlp).
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Test digits redrawn per style.
+    #[arg(long, default_value_t = 1000)]
+    per_style: usize,
+    /// Synthetic numbers of 2-6 test digits.
+    #[arg(long, default_value_t = 1000)]
+    numbers: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write every misread image into this folder (named with the right and the read answer).
+    #[arg(long)]
+    save_failures: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `task(i, model)` for `0..n` in parallel, one model copy per worker.
+fn parallel<T: Send>(model: &Model, n: usize, bar: &ProgressBar, task: impl Fn(usize, &mut Model) -> T + Sync) -> Vec<T> {
+    (0..n)
+        .into_par_iter()
+        .map_init(|| model.clone(), |m, i| {
+            let out = task(i, m);
+            bar.inc(1);
+            out
+        })
+        .collect()
+}
+
+/// Realistic images from the MNIST test split, read back through the full pipeline.
+pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
+    let model = shipped::resolve(&args.model)?;
+    let test = dir.load()?.test;
+    let limits = Limits::default();
+    let total = (args.per_style * Style::ALL.len() + args.numbers) as u64;
+    let bar = ProgressBar::new(total);
+    if let Some(d) = &args.save_failures {
+        std::fs::create_dir_all(d)?;
+    }
+    let save = |name: String, bytes: &[u8]| {
+        if let Some(d) = &args.save_failures {
+            if let Err(e) = std::fs::write(d.join(&name), bytes) {
+                tracing::warn!("cannot save {name}: {e}");
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    for (si, style) in Style::ALL.iter().enumerate() {
+        let results = parallel(&model, args.per_style, &bar, |i, m| {
+            let idx = (si * args.per_style + i) % test.len();
+            let mut rng = Rng::derive(args.seed, &[si as u64, i as u64]);
+            let bytes = render_digit(test.image(idx), *style, &mut rng);
+            let got = read_digit(m, &bytes, &limits).map(|r| r.prediction.digit.to_string()).unwrap_or_else(|_| "none".into());
+            let ok = got == test.labels[idx].to_string();
+            if !ok {
+                let ext = if *style == Style::Jpeg { "jpg" } else { "png" };
+                save(format!("{}-test{idx}-is{}-read{got}.{ext}", style.name(), test.labels[idx]), &bytes);
+            }
+            ok
+        });
+        let correct = results.iter().filter(|&&ok| ok).count();
+        rows.push((style.name().to_string(), correct, results.len()));
+    }
+    let number_results = parallel(&model, args.numbers, &bar, |i, m| {
+        let mut rng = Rng::derive(args.seed, &[99, i as u64]);
+        let len = 2 + rng.below(5);
+        let idx: Vec<usize> = (0..len).map(|_| rng.below(test.len())).collect();
+        let digits: Vec<&[u8]> = idx.iter().map(|&j| test.image(j)).collect();
+        let want: String = idx.iter().map(|&j| char::from(b'0' + test.labels[j])).collect();
+        let bytes = render_number(&digits, &mut rng);
+        let got = read_number(m, &bytes, &limits).map(|n| n.text).unwrap_or_else(|_| "none".into());
+        if got != want {
+            save(format!("number{i}-is{want}-read{got}.png"), &bytes);
+        }
+        got == want
+    });
+    bar.finish_and_clear();
+    let digits_correct: usize = rows.iter().map(|r| r.1).sum();
+    let digits_total: usize = rows.iter().map(|r| r.2).sum();
+    let numbers_correct = number_results.iter().filter(|&&ok| ok).count();
+    if args.json {
+        let styles: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|(n, c, t)| (n.clone(), json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64})))
+            .collect();
+        println!(
+            "{}",
+            json!({"model": args.model, "styles": styles,
+                "digit_accuracy": digits_correct as f64 / digits_total.max(1) as f64,
+                "number_accuracy": numbers_correct as f64 / args.numbers.max(1) as f64,
+                "numbers": args.numbers})
+        );
+    } else {
+        println!("{:<14} {:>9}", "style", "accuracy");
+        for (n, c, t) in &rows {
+            println!("{n:<14} {:>8.2}%  ({c}/{t})", 100.0 * *c as f64 / (*t).max(1) as f64);
+        }
+        println!("{:<14} {:>8.2}%  ({digits_correct}/{digits_total})", "all digits", 100.0 * digits_correct as f64 / digits_total.max(1) as f64);
+        println!(
+            "{:<14} {:>8.2}%  ({numbers_correct}/{} read exactly)",
+            "numbers",
+            100.0 * numbers_correct as f64 / args.numbers.max(1) as f64,
+            args.numbers
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! Model files and training checkpoints: safetensors (so Python users can open the weights)
+//! with our metadata in the header, a SHA-256 over every tensor, written atomically.
+
+use crate::model::{Model, ModelMeta, INPUT};
+use digits_nn::{Network, Optimizer};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{de::DeserializeOwned, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the layout of the metadata or tensors changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+const KEY_FORMAT: &str = "digits.format";
+const KEY_KIND: &str = "digits.kind";
+const KEY_META: &str = "digits.meta";
+const KEY_STATE: &str = "digits.state";
+const KEY_SHA: &str = "digits.sha256";
+/// Model files are a few MB; anything this large is not one of ours.
+const MAX_FILE: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+impl ModelError {
+    fn invalid(path: &Path, problem: impl Into<String>) -> Self {
+        ModelError::Invalid {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Writes bytes to a temporary file beside `path`, syncs it, then renames it over `path`: a
+/// crash leaves either the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+struct Tensor {
+    name: String,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+fn tensor(name: &str, shape: Vec<usize>, values: &[f32]) -> Tensor {
+    Tensor {
+        name: name.to_string(),
+        shape,
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = Sha256::new();
+    for (name, shape, bytes) in sorted {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        for d in shape {
+            h.update((*d as u64).to_le_bytes());
+        }
+        h.update(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_file(path: &Path, kind: &str, meta: &impl Serialize, state: Option<String>, tensors: &[Tensor]) -> Result<()> {
+    let mut header = HashMap::new();
+    header.insert(KEY_FORMAT.to_string(), FORMAT_VERSION.to_string());
+    header.insert(KEY_KIND.to_string(), kind.to_string());
+    header.insert(KEY_META.to_string(), serde_json::to_string(meta).expect("metadata serialises"));
+    if let Some(s) = state {
+        header.insert(KEY_STATE.to_string(), s);
+    }
+    header.insert(
+        KEY_SHA.to_string(),
+        digest(tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), t.bytes.as_slice()))),
+    );
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            let view = TensorView::new(Dtype::F32, t.shape.clone(), &t.bytes).expect("shape matches data");
+            (t.name.clone(), view)
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, Some(header)).map_err(|e| ModelError::invalid(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// A verified file: header entries and tensors by name.
+struct Loaded {
+    header: HashMap<String, String>,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+fn read_file(path: &Path, kind: &str) -> Result<Loaded> {
+    let io = |e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_FILE {
+        return Err(ModelError::invalid(path, format!("{len} bytes is far too large for a model file")));
+    }
+    parse_file(path, kind, &std::fs::read(path).map_err(io)?)
+}
+
+/// Verifies file contents; `path` names the origin in errors.
+fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
+    let not_ours = |why: String| ModelError::invalid(path, format!("not a digits {kind} file: {why}"));
+    let st = SafeTensors::deserialize(bytes).map_err(|e| not_ours(format!("unreadable safetensors data ({e})")))?;
+    let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| not_ours(e.to_string()))?;
+    let header = md.metadata().clone().unwrap_or_default();
+    match header.get(KEY_FORMAT) {
+        None => return Err(not_ours("the safetensors header has no digits metadata".into())),
+        Some(v) if v != &FORMAT_VERSION.to_string() => {
+            return Err(ModelError::invalid(
+                path,
+                format!("format version {v} is not supported by this build (it reads version {FORMAT_VERSION})"),
+            ))
+        }
+        _ => {}
+    }
+    if header.get(KEY_KIND).map(String::as_str) != Some(kind) {
+        return Err(not_ours(format!(
+            "it is a {} file",
+            header.get(KEY_KIND).map_or("unknown", String::as_str)
+        )));
+    }
+    let mut tensors = HashMap::new();
+    let mut raw = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(ModelError::invalid(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+        }
+        raw.push((name.clone(), view.shape().to_vec(), view.data().to_vec()));
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    let actual = digest(raw.iter().map(|(n, s, b)| (n.as_str(), s.as_slice(), b.as_slice())));
+    let expected = header.get(KEY_SHA).cloned().unwrap_or_default();
+    if actual != expected {
+        return Err(ModelError::invalid(
+            path,
+            format!("checksum mismatch: the weights hash to {actual}, the header says {expected}; the file is corrupt"),
+        ));
+    }
+    Ok(Loaded { header, tensors })
+}
+
+fn parse_json<T: DeserializeOwned>(path: &Path, header: &HashMap<String, String>, key: &str) -> Result<T> {
+    let text = header
+        .get(key)
+        .ok_or_else(|| ModelError::invalid(path, format!("header entry {key} is missing")))?;
+    serde_json::from_str(text).map_err(|e| ModelError::invalid(path, format!("header entry {key} is invalid: {e}")))
+}
+
+fn network_tensors(net: &Network) -> Vec<Tensor> {
+    net.params().map(|p| tensor(&p.name, p.shape.clone(), &p.value)).collect()
+}
+
+/// Rebuilds the network the metadata describes and fills in its parameters, checking that the
+/// file holds exactly the expected tensors with the expected shapes and finite values.
+fn restore_network(path: &Path, meta: &ModelMeta, tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Network> {
+    let mut net = Network::new(INPUT, &meta.layers, meta.seed)
+        .map_err(|e| ModelError::invalid(path, format!("the stored architecture is invalid: {e}")))?;
+    for p in net.params_mut() {
+        let (shape, values) = tensors
+            .remove(&p.name)
+            .ok_or_else(|| ModelError::invalid(path, format!("tensor {} is missing", p.name)))?;
+        if shape != p.shape {
+            return Err(ModelError::invalid(
+                path,
+                format!("tensor {} has shape {shape:?}, the architecture needs {:?}", p.name, p.shape),
+            ));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::invalid(path, format!("tensor {} holds NaN or infinite values", p.name)));
+        }
+        p.value = values;
+    }
+    Ok(net)
+}
+
+/// Saves a trained model.
+pub fn save(model: &Model, path: &Path) -> Result<()> {
+    write_file(path, "model", &model.meta, None, &network_tensors(&model.net))
+}
+
+/// Loads and verifies a model file.
+pub fn load(path: &Path) -> Result<Model> {
+    model_from(path, read_file(path, "model")?)
+}
+
+/// Verifies and loads model-file contents held in memory; `origin` names them in errors.
+pub fn load_bytes(origin: &Path, bytes: &[u8]) -> Result<Model> {
+    model_from(origin, parse_file(origin, "model", bytes)?)
+}
+
+fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
+    let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
+    let net = restore_network(path, &meta, &mut loaded.tensors)?;
+    if let Some(extra) = loaded.tensors.keys().next() {
+        return Err(ModelError::invalid(path, format!("unexpected tensor {extra}")));
+    }
+    if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
+        return Err(ModelError::invalid(path, format!("temperature {} is not a positive number", meta.temperature)));
+    }
+    Ok(Model { meta, net })
+}
+
+/// Saves a model with its optimiser and the caller's progress record `state`.
+pub fn save_checkpoint(path: &Path, model: &Model, optimizer: &Optimizer, state: &impl Serialize) -> Result<()> {
+    let mut tensors = network_tensors(&model.net);
+    for (i, s) in optimizer.state.iter().enumerate() {
+        tensors.push(tensor(&format!("optimizer.{i}"), vec![s.len()], s));
+    }
+    let state = serde_json::json!({ "optimizer_steps": optimizer.steps, "optimizer": optimizer.config, "progress": state });
+    write_file(path, "checkpoint", &model.meta, Some(state.to_string()), &tensors)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`].
+pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(Model, Optimizer, S)> {
+    let mut loaded = read_file(path, "checkpoint")?;
+    let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
+    let net = restore_network(path, &meta, &mut loaded.tensors)?;
+    #[derive(serde::Deserialize)]
+    struct State<S> {
+        optimizer_steps: u64,
+        optimizer: digits_nn::OptimizerConfig,
+        progress: S,
+    }
+    let state: State<S> = parse_json(path, &loaded.header, KEY_STATE)?;
+    let mut optimizer = Optimizer::new(state.optimizer);
+    optimizer.steps = state.optimizer_steps;
+    for i in 0.. {
+        match loaded.tensors.remove(&format!("optimizer.{i}")) {
+            Some((_, v)) => optimizer.state.push(v),
+            None => break,
+        }
+    }
+    Ok((Model { meta, net }, optimizer, state.progress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Architecture;
+
+    fn small() -> Model {
+        let a = Architecture::Mlp;
+        Model::new(a, a.default_training(), 3)
+    }
+
+    #[test]
+    fn round_trip_keeps_weights_and_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let mut m = small();
+        m.meta.temperature = 1.3;
+        save(&m, &p).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back.meta, m.meta);
+        let a: Vec<f32> = m.net.params().flat_map(|p| p.value.clone()).collect();
+        let b: Vec<f32> = back.net.params().flat_map(|p| p.value.clone()).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn corrupt_truncated_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        save(&small(), &p).unwrap();
+        let good = std::fs::read(&p).unwrap();
+
+        let mut flipped = good.clone();
+        let at = flipped.len() - 100;
+        flipped[at] ^= 0x40;
+        std::fs::write(&p, &flipped).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch") && e.contains("m.safetensors"), "{e}");
+
+        std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("not a digits model file"), "{e}");
+
+        std::fs::write(&p, b"").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("not a digits model file"));
+
+        std::fs::write(&p, b"\x89PNG\r\n\x1a\n0000000000000000").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("not a digits model file"));
+
+        let e = load(&dir.path().join("absent")).unwrap_err().to_string();
+        assert!(e.contains("absent"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_is_not_a_model_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        let m = small();
+        let mut opt = Optimizer::new(digits_nn::OptimizerConfig::adamw(0.0));
+        opt.steps = 5;
+        opt.state = vec![vec![1.0, 2.0], vec![3.0]];
+        save_checkpoint(&p, &m, &opt, &42u32).unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("checkpoint file"));
+        let (m2, o2, s): (Model, Optimizer, u32) = load_checkpoint(&p).unwrap();
+        assert_eq!((s, o2.steps, o2.state.clone()), (42, 5, opt.state));
+        assert_eq!(m2.meta, m.meta);
+    }
+}

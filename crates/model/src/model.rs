@@ -1,0 +1,114 @@
+//! A trained network plus what is needed to use it: its architecture and metadata.
+
+use crate::arch::{Architecture, TrainConfig};
+use digits_data::{PIXELS, SIDE};
+use digits_nn::{softmax_in_place, Network, Shape};
+use serde::{Deserialize, Serialize};
+
+/// The input every model takes: one 28x28 grey channel scaled to [0, 1], white ink on black.
+pub const INPUT: Shape = Shape::new(SIDE, SIDE, 1);
+/// Images per forward pass when classifying many at once.
+const PREDICT_BATCH: usize = 256;
+
+/// Everything stored next to the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub architecture: Architecture,
+    pub layers: Vec<digits_nn::LayerSpec>,
+    /// How pixels are prepared: MNIST layout, 28x28, bytes / 255.
+    pub preprocessing: String,
+    pub training: TrainConfig,
+    pub seed: u64,
+    pub epochs_trained: usize,
+    pub validation_accuracy: Option<f32>,
+    /// Measured on the MNIST test set after training; never used to choose anything.
+    pub test_accuracy: Option<f32>,
+    /// Softmax temperature fitted on the validation split so confidences are calibrated.
+    pub temperature: f32,
+    /// SHA-256 of the training images and labels the model was trained on.
+    pub dataset_sha256: Vec<String>,
+}
+
+impl ModelMeta {
+    pub fn new(architecture: Architecture, training: TrainConfig, seed: u64) -> Self {
+        ModelMeta {
+            architecture,
+            layers: architecture.layers(),
+            preprocessing: "mnist-28x28-unit".to_string(),
+            training,
+            seed,
+            epochs_trained: 0,
+            validation_accuracy: None,
+            test_accuracy: None,
+            temperature: 1.0,
+            dataset_sha256: digits_data::mnist::FILES[..2].iter().map(|f| f.sha256.to_string()).collect(),
+        }
+    }
+}
+
+/// Class probabilities for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub digit: u8,
+    pub confidence: f32,
+    pub probabilities: [f32; 10],
+}
+
+impl Prediction {
+    fn from_probabilities(p: &[f32]) -> Self {
+        let mut probabilities = [0f32; 10];
+        probabilities.copy_from_slice(&p[..10]);
+        let digit = (0..10).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+        Prediction {
+            digit: digit as u8,
+            confidence: p[digit],
+            probabilities,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub meta: ModelMeta,
+    pub net: Network,
+}
+
+impl Model {
+    /// A freshly initialised model.
+    pub fn new(architecture: Architecture, training: TrainConfig, seed: u64) -> Self {
+        let meta = ModelMeta::new(architecture, training, seed);
+        let net = Network::new(INPUT, &meta.layers, seed).expect("built-in architectures are valid");
+        Model { meta, net }
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.meta.architecture
+    }
+
+    /// Raw logits for normalised images (`n x 784` floats), `n` at a time in batches.
+    pub fn logits(&mut self, images: &[f32]) -> Vec<f32> {
+        let n = images.len() / PIXELS;
+        let mut out = Vec::with_capacity(n * 10);
+        for start in (0..n).step_by(PREDICT_BATCH) {
+            let b = PREDICT_BATCH.min(n - start);
+            out.extend_from_slice(self.net.predict(&images[start * PIXELS..(start + b) * PIXELS], b));
+        }
+        out
+    }
+
+    /// Calibrated predictions for normalised images (`n x 784` floats in [0, 1]).
+    pub fn predict(&mut self, images: &[f32]) -> Vec<Prediction> {
+        let mut p = self.logits(images);
+        let t = self.meta.temperature;
+        p.iter_mut().for_each(|v| *v /= t);
+        softmax_in_place(&mut p, 10);
+        p.chunks_exact(10).map(Prediction::from_probabilities).collect()
+    }
+
+    /// Predictions for MNIST-layout byte images.
+    pub fn predict_bytes(&mut self, images: &[u8]) -> Vec<Prediction> {
+        let mut x = vec![0f32; images.len()];
+        digits_data::normalize_into(images, &mut x);
+        self.predict(&x)
+    }
+}

@@ -1,0 +1,37 @@
+//! The trained models that ship inside the binary, so predicting and serving work before any
+//! training. They are built by `digits train` (see the README) and verified like any file.
+
+use crate::arch::Architecture;
+use crate::file::{self, ModelError};
+use crate::model::Model;
+use std::path::{Path, PathBuf};
+
+const CNN: &[u8] = include_bytes!("../../../models/cnn.safetensors");
+const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
+
+/// Names accepted wherever a model is chosen, besides a path to a file.
+pub const NAMES: [&str; 2] = ["cnn", "mlp"];
+
+/// The shipped model called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
+    let bytes = match Architecture::parse(name)? {
+        Architecture::Cnn => CNN,
+        Architecture::Mlp => MLP,
+        Architecture::CnnRef => return None,
+    };
+    Some(file::load_bytes(Path::new(&format!("<shipped {name} model>")), bytes))
+}
+
+/// A model named on the command line: a file if one exists at `spec`, else a shipped model.
+pub fn resolve(spec: &str) -> Result<Model, ModelError> {
+    let path = PathBuf::from(spec);
+    if path.exists() {
+        return file::load(&path);
+    }
+    by_name(spec).unwrap_or_else(|| {
+        Err(ModelError::Invalid {
+            path,
+            problem: format!("no such file, and not a shipped model (one of: {})", NAMES.join(", ")),
+        })
+    })
+}

@@ -1,0 +1,237 @@
+//! The training loop: seeded shuffling and augmentation, a checkpoint per epoch, exact resume.
+
+use crate::arch::{Architecture, TrainConfig};
+use crate::eval::{evaluate, fit_temperature};
+use crate::file::{self, ModelError};
+use crate::model::Model;
+use digits_data::{Digits, Split, PIXELS};
+use digits_nn::{softmax_cross_entropy, Mode, Optimizer};
+use digits_rng::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_accuracy: f32,
+    pub validation_loss: f32,
+    pub validation_accuracy: f32,
+    pub seconds: f32,
+    pub images_per_second: f32,
+}
+
+/// What a checkpoint records besides weights and optimiser state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub epochs_done: usize,
+    pub history: Vec<EpochStats>,
+}
+
+/// Receives progress; the CLI draws bars from it, tests ignore it.
+pub trait Observer {
+    fn batch(&mut self, _epoch: usize, _done: usize, _total: usize, _loss: f32, _images_per_second: f32) {}
+    fn epoch(&mut self, _stats: &EpochStats) {}
+}
+
+impl Observer for () {}
+
+pub struct Trainer {
+    pub model: Model,
+    pub optimizer: Optimizer,
+    pub progress: Progress,
+    labels: Vec<u8>,
+    dlogits: Vec<f32>,
+}
+
+impl Trainer {
+    pub fn new(architecture: Architecture, config: TrainConfig, seed: u64) -> Self {
+        let optimizer = Optimizer::new(config.optimizer);
+        Trainer::from_parts(Model::new(architecture, config, seed), optimizer, Progress::default())
+    }
+
+    fn from_parts(model: Model, optimizer: Optimizer, progress: Progress) -> Self {
+        Trainer { model, optimizer, progress, labels: Vec::new(), dlogits: Vec::new() }
+    }
+
+    /// Continues from a checkpoint written by [`Trainer::run`].
+    pub fn resume(path: &Path) -> Result<Self, ModelError> {
+        let (model, optimizer, progress) = file::load_checkpoint(path)?;
+        Ok(Trainer::from_parts(model, optimizer, progress))
+    }
+
+    fn config(&self) -> &TrainConfig {
+        &self.model.meta.training
+    }
+
+    /// Batches per epoch over `n` training images (the last partial batch is dropped so every
+    /// step sees the same batch size, which keeps batch-norm statistics steady).
+    pub fn steps_per_epoch(&self, n: usize) -> usize {
+        (n / self.config().batch_size).max(1)
+    }
+
+    /// Fills the network's input with the (augmented) images at `indices` and returns the loss
+    /// and correct count of one optimisation step on them.
+    fn step(&mut self, train: &Digits, indices: &[usize], epoch: usize, global_step: usize, total_steps: usize) -> (f32, usize) {
+        let seed = self.model.meta.seed;
+        let cfg = self.model.meta.training.clone();
+        let batch = indices.len();
+        let input = self.model.net.input_mut(batch);
+        input.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(i, (dst, &idx))| {
+            let src = train.image(idx);
+            match &cfg.augment {
+                Some(aug) => aug.apply(src, dst, &mut Rng::derive(seed, &[1, epoch as u64, global_step as u64, i as u64])),
+                None => digits_data::normalize_into(src, dst),
+            }
+        });
+        self.labels.clear();
+        self.labels.extend(indices.iter().map(|&i| train.labels[i]));
+        let step_seed = Rng::derive(seed, &[2, global_step as u64]).next_u64();
+        let logits = self.model.net.forward(Mode::Train, step_seed);
+        self.dlogits.resize(logits.len(), 0.0);
+        let (loss, correct) = softmax_cross_entropy(logits, &self.labels, 10, cfg.label_smoothing, &mut self.dlogits);
+        self.model.net.backward(&self.dlogits);
+        let lr = cfg.schedule.rate(cfg.learning_rate, global_step, total_steps);
+        self.optimizer.step(self.model.net.params_mut(), lr);
+        (loss, correct)
+    }
+
+    /// Trains until the configured number of epochs is done, checkpointing after each epoch
+    /// when `checkpoint` is given. `max_batches` stops early (smoke tests, benchmarks).
+    pub fn run(&mut self, split: &Split, observer: &mut dyn Observer, checkpoint: Option<&Path>, max_batches: Option<usize>) -> Result<(), ModelError> {
+        let epochs = self.config().epochs;
+        let steps = self.steps_per_epoch(split.train.len());
+        let batch_size = self.config().batch_size.min(split.train.len());
+        let total = epochs * steps;
+        let mut budget = max_batches.unwrap_or(usize::MAX);
+        while self.progress.epochs_done < epochs && budget > 0 {
+            let epoch = self.progress.epochs_done;
+            let mut order: Vec<usize> = (0..split.train.len()).collect();
+            Rng::derive(self.model.meta.seed, &[3, epoch as u64]).shuffle(&mut order);
+            let start = Instant::now();
+            let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+            for s in 0..steps.min(budget) {
+                let idx = &order[s * batch_size..(s + 1) * batch_size];
+                let (loss, ok) = self.step(&split.train, idx, epoch, epoch * steps + s, total);
+                loss_sum += loss as f64 * idx.len() as f64;
+                correct += ok;
+                seen += idx.len();
+                observer.batch(epoch, s + 1, steps, loss, seen as f32 / start.elapsed().as_secs_f32());
+                budget -= 1;
+            }
+            let seconds = start.elapsed().as_secs_f32();
+            let val = evaluate(&mut self.model, &split.validation);
+            let stats = EpochStats {
+                epoch: epoch + 1,
+                train_loss: (loss_sum / seen.max(1) as f64) as f32,
+                train_accuracy: correct as f32 / seen.max(1) as f32,
+                validation_loss: val.loss,
+                validation_accuracy: val.accuracy,
+                seconds,
+                images_per_second: seen as f32 / seconds.max(1e-9),
+            };
+            tracing::info!(?stats, "epoch finished");
+            observer.epoch(&stats);
+            self.progress.history.push(stats);
+            self.progress.epochs_done += 1;
+            self.model.meta.epochs_trained = self.progress.epochs_done;
+            self.model.meta.validation_accuracy = Some(val.accuracy);
+            if let Some(path) = checkpoint {
+                file::save_checkpoint(path, &self.model, &self.optimizer, &self.progress)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fits the confidence temperature on the validation split and returns the model.
+    pub fn finish(mut self, validation: &Digits) -> Model {
+        if !validation.is_empty() {
+            self.model.meta.temperature = fit_temperature(&mut self.model, validation);
+        }
+        self.model
+    }
+}
+
+/// Training throughput over `batches` batches after two warm-up batches (nothing is evaluated
+/// or saved): the number `digits bench train` reports.
+pub fn bench_train(architecture: Architecture, train: &Digits, batches: usize, seed: u64) -> f32 {
+    let config = architecture.default_training();
+    let batch = config.batch_size;
+    let mut t = Trainer::new(architecture, config, seed);
+    let n = train.len();
+    let indices = |s: usize| -> Vec<usize> { (0..batch).map(|i| (s * batch + i) % n).collect() };
+    for s in 0..2 {
+        t.step(train, &indices(s), 0, s, batches + 2);
+    }
+    let start = Instant::now();
+    for s in 2..batches + 2 {
+        t.step(train, &indices(s), 0, s, batches + 2);
+    }
+    (batches * batch) as f32 / start.elapsed().as_secs_f32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two blob classes a network must tell apart within a few steps.
+    fn toy() -> Split {
+        let mut rng = Rng::new(1);
+        let make = |n: usize, rng: &mut Rng| {
+            let mut images = vec![0u8; n * PIXELS];
+            let mut labels = vec![0u8; n];
+            for i in 0..n {
+                let label = (i % 2) as u8;
+                labels[i] = label;
+                let x0 = if label == 0 { 4 } else { 16 };
+                for y in 8..20 {
+                    for x in x0..x0 + 8 {
+                        images[i * PIXELS + y * 28 + x] = (150.0 + 100.0 * rng.uniform()) as u8;
+                    }
+                }
+            }
+            Digits::new(images, labels)
+        };
+        Split { train: make(256, &mut rng), validation: make(64, &mut rng) }
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig { epochs: 2, batch_size: 32, ..Architecture::Mlp.default_training() }
+    }
+
+    #[test]
+    fn learns_a_separable_toy_problem() {
+        let split = toy();
+        let mut t = Trainer::new(Architecture::Mlp, config(), 1);
+        t.run(&split, &mut (), None, None).unwrap();
+        assert_eq!(t.progress.history.len(), 2);
+        assert!(t.progress.history[1].validation_accuracy > 0.95, "{:?}", t.progress.history);
+        let model = t.finish(&split.validation);
+        assert!(model.meta.temperature > 0.0);
+    }
+
+    #[test]
+    fn resume_continues_exactly_where_it_stopped() {
+        let split = toy();
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("c.ckpt");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            let mut straight = Trainer::new(Architecture::Mlp, config(), 9);
+            straight.run(&split, &mut (), None, None).unwrap();
+
+            let mut first = Trainer::new(Architecture::Mlp, config(), 9);
+            first.run(&split, &mut (), Some(&ckpt), Some(8)).unwrap();
+            assert_eq!(first.progress.epochs_done, 1);
+            let mut resumed = Trainer::resume(&ckpt).unwrap();
+            resumed.run(&split, &mut (), Some(&ckpt), None).unwrap();
+            let losses = |p: &Progress| p.history.iter().map(|e| (e.train_loss, e.validation_loss)).collect::<Vec<_>>();
+            assert_eq!(losses(&resumed.progress), losses(&straight.progress));
+            let a: Vec<f32> = straight.model.net.params().flat_map(|p| p.value.clone()).collect();
+            let b: Vec<f32> = resumed.model.net.params().flat_map(|p| p.value.clone()).collect();
+            assert_eq!(a, b);
+        });
+    }
+}

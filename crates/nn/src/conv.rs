@@ -1,0 +1,441 @@
+//! Convolution and dense layers. Both are a matrix product of "rows" (im2col patches for a
+//! convolution, the flattened samples for a dense layer) with a `[inputs x units]` weight
+//! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
+
+use crate::layer::{group_ranges, Ctx, Param, Shape};
+use crate::linalg::{matmul, View};
+use digits_rng::Rng;
+use rayon::prelude::*;
+
+/// Floats of im2col scratch per sub-chunk: small enough to stay near the cache, large enough
+/// for the GEMM to run at full speed.
+const CHUNK_FLOATS: usize = 1 << 20;
+
+/// Weights `[k x n]`, optional bias `[n]`, optional fused ReLU.
+#[derive(Debug, Clone)]
+pub(crate) struct LinearCore {
+    k: usize,
+    n: usize,
+    relu: bool,
+    w: Param,
+    b: Option<Param>,
+}
+
+impl LinearCore {
+    fn new(k: usize, n: usize, bias: bool, relu: bool, name: &str, rng: &mut Rng) -> Self {
+        // He initialisation: keeps activation variance constant through ReLU layers.
+        let std = (2.0 / k as f32).sqrt();
+        let w = (0..k * n).map(|_| rng.normal() * std).collect();
+        LinearCore {
+            k,
+            n,
+            relu,
+            w: Param::new(format!("{name}.weight"), vec![k, n], w, true, true),
+            b: bias.then(|| Param::new(format!("{name}.bias"), vec![n], vec![0.0; n], true, false)),
+        }
+    }
+
+    pub(crate) fn params(&self) -> Vec<&Param> {
+        std::iter::once(&self.w).chain(self.b.as_ref()).collect()
+    }
+
+    pub(crate) fn params_mut(&mut self) -> Vec<&mut Param> {
+        std::iter::once(&mut self.w).chain(self.b.as_mut()).collect()
+    }
+
+    /// Length of a per-group gradient buffer (weights then bias).
+    fn grad_len(&self) -> usize {
+        self.k * self.n + self.n
+    }
+
+    /// `y[m x n] = act(rows[m x k] * w + b)`.
+    fn forward_rows(&self, rows: &[f32], m: usize, y: &mut [f32]) {
+        let y = &mut y[..m * self.n];
+        matmul(m, self.n, self.k, y, View::rows(rows, self.k), View::rows(&self.w.value, self.n), false);
+        let bias = self.b.as_ref().map(|b| b.value.as_slice());
+        for row in y.chunks_exact_mut(self.n) {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+            if self.relu {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    }
+
+    /// Accumulates this sub-chunk's weight and bias gradients into `grad` and writes the row
+    /// gradients into `drows` when asked.
+    fn backward_rows(&self, rows: &[f32], m: usize, y: &[f32], dy: &mut [f32], grad: &mut [f32], drows: Option<&mut [f32]>) {
+        let (n, k) = (self.n, self.k);
+        let dy = &mut dy[..m * n];
+        let (gw, gb) = grad.split_at_mut(k * n);
+        let bias = self.b.is_some();
+        if self.relu || bias {
+            for (drow, yrow) in dy.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+                if self.relu {
+                    drow.iter_mut().zip(yrow).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+                }
+                if bias {
+                    gb.iter_mut().zip(drow.iter()).for_each(|(g, d)| *g += d);
+                }
+            }
+        }
+        matmul(k, n, m, gw, View::transposed(rows, k), View::rows(dy, n), true);
+        if let Some(drows) = drows {
+            matmul(m, k, n, drows, View::rows(dy, n), View::transposed(&self.w.value, n), false);
+        }
+    }
+
+    /// Sums the per-group gradients, in group order, into the parameters' gradients.
+    fn reduce(&mut self, groups: &[Scratch]) {
+        let kn = self.k * self.n;
+        self.w.grad.fill(0.0);
+        if let Some(b) = &mut self.b {
+            b.grad.fill(0.0);
+        }
+        for g in groups {
+            self.w.grad.iter_mut().zip(&g.grad[..kn]).for_each(|(a, b)| *a += b);
+            if let Some(b) = &mut self.b {
+                b.grad.iter_mut().zip(&g.grad[kn..]).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+}
+
+/// Per-group working memory, sized on first use and reused afterwards.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+fn ensure(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// Splits `data` into one mutable run per group of samples.
+fn split_groups<'a>(mut data: &'a mut [f32], ranges: &[(usize, usize)], per_sample: usize) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for &(_, count) in ranges {
+        let (head, tail) = data.split_at_mut(count * per_sample);
+        out.push(head);
+        data = tail;
+    }
+    out
+}
+
+fn run_groups<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    if tasks.len() == 1 {
+        tasks.into_iter().for_each(f);
+    } else {
+        tasks.into_par_iter().for_each(f);
+    }
+}
+
+/// How a layer turns its input samples into the rows of the product, and back.
+trait Unfold: Sync {
+    fn in_len(&self) -> usize;
+    fn out_len(&self) -> usize;
+    fn rows_per_sample(&self) -> usize;
+    /// Samples per sub-chunk of a group.
+    fn chunk_samples(&self) -> usize;
+    /// Writes the rows of `n` samples into `col`; returns false when the input already is the
+    /// rows (a dense layer), in which case `col` is untouched.
+    fn unfold(&self, x: &[f32], n: usize, col: &mut [f32]) -> bool;
+    /// Adds row gradients back onto the input gradient (only called when `unfold` copies).
+    fn fold(&self, dcol: &[f32], n: usize, dx: &mut [f32]);
+    /// Floats of `col` needed per sub-chunk (0 when `unfold` never copies).
+    fn col_len(&self) -> usize;
+}
+
+fn linear_forward(g: &impl Unfold, core: &LinearCore, scratch: &mut Vec<Scratch>, x: &[f32], y: &mut [f32], batch: usize, groups: usize) {
+    let ranges = group_ranges(batch, groups);
+    let (in_len, out_len, chunk, rps) = (g.in_len(), g.out_len(), g.chunk_samples(), g.rows_per_sample());
+    scratch.resize_with(ranges.len(), Scratch::default);
+    let ys = split_groups(y, &ranges, out_len);
+    let tasks: Vec<_> = ranges.iter().zip(ys).zip(scratch.iter_mut()).collect();
+    run_groups(tasks, |((&(start, count), y), s)| {
+        ensure(&mut s.col, g.col_len());
+        for i in (0..count).step_by(chunk) {
+            let n = chunk.min(count - i);
+            let xs = &x[(start + i) * in_len..(start + i + n) * in_len];
+            let rows = if g.unfold(xs, n, &mut s.col) { &s.col[..] } else { xs };
+            core.forward_rows(rows, n * rps, &mut y[i * out_len..]);
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_backward(
+    g: &impl Unfold,
+    core: &mut LinearCore,
+    scratch: &mut Vec<Scratch>,
+    x: &[f32],
+    y: &[f32],
+    dy: &mut [f32],
+    dx: Option<&mut [f32]>,
+    batch: usize,
+    groups: usize,
+) {
+    let ranges = group_ranges(batch, groups);
+    let (in_len, out_len, chunk, rps) = (g.in_len(), g.out_len(), g.chunk_samples(), g.rows_per_sample());
+    scratch.resize_with(ranges.len(), Scratch::default);
+    let dys = split_groups(dy, &ranges, out_len);
+    let dxs: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => split_groups(dx, &ranges, in_len).into_iter().map(Some).collect(),
+        None => ranges.iter().map(|_| None).collect(),
+    };
+    let grad_len = core.grad_len();
+    let core_ref = &*core;
+    let tasks: Vec<_> = ranges.iter().zip(dys).zip(dxs).zip(scratch.iter_mut()).collect();
+    run_groups(tasks, |(((&(start, count), dy), mut dx), s)| {
+        let Scratch { col, dcol, grad } = s;
+        ensure(col, g.col_len());
+        ensure(grad, grad_len);
+        grad[..grad_len].fill(0.0);
+        for i in (0..count).step_by(chunk) {
+            let n = chunk.min(count - i);
+            let (a, b) = ((start + i) * in_len, (start + i + n) * in_len);
+            let unfolded = g.unfold(&x[a..b], n, col);
+            let rows = if unfolded { &col[..] } else { &x[a..b] };
+            let (m, ys) = (n * rps, &y[(start + i) * out_len..]);
+            let dys = &mut dy[i * out_len..];
+            match dx.as_deref_mut() {
+                Some(dx) if unfolded => {
+                    ensure(dcol, g.col_len());
+                    core_ref.backward_rows(rows, m, ys, dys, grad, Some(dcol));
+                    g.fold(dcol, n, &mut dx[i * in_len..]);
+                }
+                Some(dx) => core_ref.backward_rows(rows, m, ys, dys, grad, Some(&mut dx[i * in_len..])),
+                None => core_ref.backward_rows(rows, m, ys, dys, grad, None),
+            }
+        }
+    });
+    core.reduce(scratch);
+}
+
+/// Geometry of a square-kernel convolution over NHWC images.
+#[derive(Debug, Clone, Copy)]
+struct ConvGeometry {
+    input: Shape,
+    output: Shape,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl ConvGeometry {
+    fn patch_len(&self) -> usize {
+        self.kernel * self.kernel * self.input.c
+    }
+
+    fn positions(&self) -> usize {
+        self.output.h * self.output.w
+    }
+
+    /// Calls `f(src, dst, len)` for every run of kernel taps along x whose input pixels lie
+    /// inside the image: `len` consecutive channel vectors starting at input vector `src` go to
+    /// patch vectors starting at `dst`. Runs are contiguous on both sides whatever the stride.
+    fn for_each_run(&self, images: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let (s, k, p) = (self.stride, self.kernel, self.padding);
+        let (ih, iw) = (self.input.h, self.input.w);
+        for n in 0..images {
+            for oy in 0..self.output.h {
+                for ox in 0..self.output.w {
+                    let row = (n * self.output.h + oy) * self.output.w + ox;
+                    let kx0 = p.saturating_sub(ox * s);
+                    let kx1 = k.min((iw + p).saturating_sub(ox * s));
+                    if kx0 >= kx1 {
+                        continue;
+                    }
+                    for ky in 0..k {
+                        let iy = oy * s + ky;
+                        if iy < p || iy - p >= ih {
+                            continue;
+                        }
+                        let src = (n * ih + iy - p) * iw + ox * s + kx0 - p;
+                        f(src, row * k * k + ky * k + kx0, kx1 - kx0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Unfold for ConvGeometry {
+    fn in_len(&self) -> usize {
+        self.input.len()
+    }
+
+    fn out_len(&self) -> usize {
+        self.output.len()
+    }
+
+    fn rows_per_sample(&self) -> usize {
+        self.positions()
+    }
+
+    fn chunk_samples(&self) -> usize {
+        (CHUNK_FLOATS / (self.positions() * self.patch_len())).max(1)
+    }
+
+    fn col_len(&self) -> usize {
+        self.chunk_samples() * self.positions() * self.patch_len()
+    }
+
+    fn unfold(&self, x: &[f32], n: usize, col: &mut [f32]) -> bool {
+        let c = self.input.c;
+        let col = &mut col[..n * self.positions() * self.patch_len()];
+        if self.padding > 0 {
+            col.fill(0.0);
+        }
+        self.for_each_run(n, |src, dst, len| {
+            // A plain loop: most runs are a few floats, where a memcpy call costs more than it moves.
+            for (d, s) in col[dst * c..(dst + len) * c].iter_mut().zip(&x[src * c..(src + len) * c]) {
+                *d = *s;
+            }
+        });
+        true
+    }
+
+    fn fold(&self, dcol: &[f32], n: usize, dx: &mut [f32]) {
+        let c = self.input.c;
+        let dx = &mut dx[..n * self.input.len()];
+        dx.fill(0.0);
+        self.for_each_run(n, |src, dst, len| {
+            dx[src * c..(src + len) * c]
+                .iter_mut()
+                .zip(&dcol[dst * c..(dst + len) * c])
+                .for_each(|(a, b)| *a += b);
+        });
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    geometry: ConvGeometry,
+    pub(crate) core: LinearCore,
+    scratch: Vec<Scratch>,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        input: Shape,
+        filters: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        relu: bool,
+        name: &str,
+        rng: &mut Rng,
+    ) -> Result<Self, String> {
+        if filters == 0 || kernel == 0 || stride == 0 {
+            return Err(format!("{name}: filters, kernel and stride must be positive"));
+        }
+        let (ph, pw) = (input.h + 2 * padding, input.w + 2 * padding);
+        if ph < kernel || pw < kernel {
+            return Err(format!(
+                "{name}: a {kernel}x{kernel} kernel does not fit a {}x{} input with padding {padding}",
+                input.h, input.w
+            ));
+        }
+        let output = Shape::new((ph - kernel) / stride + 1, (pw - kernel) / stride + 1, filters);
+        Ok(Conv2d {
+            geometry: ConvGeometry {
+                input,
+                output,
+                kernel,
+                stride,
+                padding,
+            },
+            core: LinearCore::new(kernel * kernel * input.c, filters, bias, relu, name, rng),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub(crate) fn output(&self) -> Shape {
+        self.geometry.output
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        linear_forward(&self.geometry, &self.core, &mut self.scratch, x, y, batch, ctx.groups);
+    }
+
+    pub(crate) fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, batch: usize, ctx: Ctx) {
+        linear_backward(&self.geometry, &mut self.core, &mut self.scratch, x, y, dy, dx, batch, ctx.groups);
+    }
+}
+
+/// A dense layer's rows are its flattened input samples.
+#[derive(Debug, Clone, Copy)]
+struct DenseRows {
+    inputs: usize,
+    units: usize,
+}
+
+impl Unfold for DenseRows {
+    fn in_len(&self) -> usize {
+        self.inputs
+    }
+
+    fn out_len(&self) -> usize {
+        self.units
+    }
+
+    fn rows_per_sample(&self) -> usize {
+        1
+    }
+
+    fn chunk_samples(&self) -> usize {
+        usize::MAX
+    }
+
+    fn col_len(&self) -> usize {
+        0
+    }
+
+    fn unfold(&self, _x: &[f32], _n: usize, _col: &mut [f32]) -> bool {
+        false
+    }
+
+    fn fold(&self, _dcol: &[f32], _n: usize, _dx: &mut [f32]) {
+        unreachable!("dense rows are the input itself")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dense {
+    rows: DenseRows,
+    pub(crate) core: LinearCore,
+    scratch: Vec<Scratch>,
+}
+
+impl Dense {
+    pub(crate) fn new(inputs: usize, units: usize, relu: bool, name: &str, rng: &mut Rng) -> Result<Self, String> {
+        if inputs == 0 || units == 0 {
+            return Err(format!("{name}: a dense layer needs inputs and units"));
+        }
+        Ok(Dense {
+            rows: DenseRows { inputs, units },
+            core: LinearCore::new(inputs, units, true, relu, name, rng),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub(crate) fn units(&self) -> usize {
+        self.rows.units
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        linear_forward(&self.rows, &self.core, &mut self.scratch, x, y, batch, ctx.groups);
+    }
+
+    pub(crate) fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, batch: usize, ctx: Ctx) {
+        linear_backward(&self.rows, &mut self.core, &mut self.scratch, x, y, dy, dx, batch, ctx.groups);
+    }
+}

@@ -1,0 +1,149 @@
+//! A feed-forward stack of layers with owned activation and gradient buffers.
+
+use crate::layer::{Ctx, Layer, LayerSpec, Mode, Param, Shape};
+use digits_rng::Rng;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("layer {index} ({kind}): {problem}")]
+    Build { index: usize, kind: String, problem: String },
+    #[error("the network has no layers")]
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    input: Shape,
+    specs: Vec<LayerSpec>,
+    layers: Vec<Layer>,
+    /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
+    acts: Vec<Vec<f32>>,
+    /// Gradients with respect to `acts`; `grads[0]` is only filled in gradient checks.
+    grads: Vec<Vec<f32>>,
+    batch: usize,
+    #[cfg(test)]
+    pub(crate) want_input_grad: bool,
+}
+
+impl Network {
+    /// Builds the layers and initialises their weights from `seed`.
+    pub fn new(input: Shape, specs: &[LayerSpec], seed: u64) -> Result<Self, NetworkError> {
+        if specs.is_empty() {
+            return Err(NetworkError::Empty);
+        }
+        let mut rng = Rng::derive(seed, &[0x1417]);
+        let mut shape = input;
+        let mut layers = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            let kind = format!("{spec:?}");
+            let layer = Layer::build(spec, shape, &format!("{index}"), &mut rng).map_err(|problem| NetworkError::Build {
+                index,
+                kind,
+                problem,
+            })?;
+            shape = layer.output_shape();
+            layers.push(layer);
+        }
+        let n = layers.len() + 1;
+        Ok(Network {
+            input,
+            specs: specs.to_vec(),
+            layers,
+            acts: vec![Vec::new(); n],
+            grads: vec![Vec::new(); n],
+            batch: 0,
+            #[cfg(test)]
+            want_input_grad: false,
+        })
+    }
+
+    pub fn input_shape(&self) -> Shape {
+        self.input
+    }
+
+    pub fn specs(&self) -> &[LayerSpec] {
+        &self.specs
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.output_shape().len())
+    }
+
+    fn shape_at(&self, i: usize) -> Shape {
+        if i == 0 {
+            self.input
+        } else {
+            self.layers[i - 1].output_shape()
+        }
+    }
+
+    /// The input buffer for a batch of `batch` samples (NHWC), to be filled before `forward`.
+    /// Sizes every buffer; with an unchanged batch size nothing is allocated.
+    pub fn input_mut(&mut self, batch: usize) -> &mut [f32] {
+        if batch != self.batch {
+            for i in 0..self.acts.len() {
+                let len = batch * self.shape_at(i).len();
+                self.acts[i].resize(len, 0.0);
+                self.grads[i].resize(len, 0.0);
+            }
+            self.batch = batch;
+        }
+        &mut self.acts[0]
+    }
+
+    /// Runs the batch in `input_mut` through the network and returns the logits.
+    /// `seed` draws this step's dropout masks. Work is split over the current rayon pool.
+    pub fn forward(&mut self, mode: Mode, seed: u64) -> &[f32] {
+        let groups = rayon::current_num_threads();
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            let (done, rest) = self.acts.split_at_mut(index + 1);
+            let ctx = Ctx { mode, seed, index, groups };
+            layer.forward(&done[index], &mut rest[0], self.batch, ctx);
+        }
+        &self.acts[self.layers.len()]
+    }
+
+    /// Back-propagates the gradient of the loss with respect to the logits of the last
+    /// `forward`, leaving each parameter's gradient in its `grad`.
+    pub fn backward(&mut self, dlogits: &[f32]) {
+        let groups = rayon::current_num_threads();
+        let last = self.layers.len();
+        let n = self.grads[last].len();
+        self.grads[last].copy_from_slice(&dlogits[..n]);
+        for index in (0..last).rev() {
+            let (lo, hi) = self.grads.split_at_mut(index + 1);
+            #[cfg(test)]
+            let want_dx = index > 0 || self.want_input_grad;
+            #[cfg(not(test))]
+            let want_dx = index > 0;
+            let dx = want_dx.then_some(&mut lo[index][..]);
+            let ctx = Ctx { mode: Mode::Train, seed: 0, index, groups };
+            self.layers[index].backward(&self.acts[index], &self.acts[index + 1], &mut hi[0], dx, self.batch, ctx);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn input_grad(&self) -> &[f32] {
+        &self.grads[0]
+    }
+
+    /// Logits for `batch` samples (evaluation mode).
+    pub fn predict(&mut self, inputs: &[f32], batch: usize) -> &[f32] {
+        let n = batch * self.input.len();
+        self.input_mut(batch).copy_from_slice(&inputs[..n]);
+        self.forward(Mode::Eval, 0)
+    }
+
+    pub fn params(&self) -> impl Iterator<Item = &Param> {
+        self.layers.iter().flat_map(|l| l.params())
+    }
+
+    pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut())
+    }
+
+    /// Number of trainable values.
+    pub fn parameter_count(&self) -> usize {
+        self.params().filter(|p| p.trainable).map(|p| p.value.len()).sum()
+    }
+}

@@ -1,0 +1,133 @@
+//! Batch normalisation over every position of each channel (NHWC makes a convolution's and a
+//! dense layer's case the same: rows x channels).
+
+use crate::layer::{Mode, Param, Shape};
+use rayon::prelude::*;
+
+/// Rows per partial sum: fixed, so the sums do not depend on the number of threads.
+const ROWS_PER_PART: usize = 512;
+
+/// Per-channel sums of `f(row_of_a, row_of_b)` terms over all rows, as two f64 vectors; each
+/// part of [`ROWS_PER_PART`] rows is summed in f32, the parts in f64, in order.
+fn channel_sums(a: &[f32], b: &[f32], c: usize, f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync) -> (Vec<f64>, Vec<f64>) {
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = a
+        .par_chunks(ROWS_PER_PART * c)
+        .zip(b.par_chunks(ROWS_PER_PART * c))
+        .map(|(a, b)| {
+            let (mut s1, mut s2) = (vec![0f32; c], vec![0f32; c]);
+            for (ra, rb) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
+                for ch in 0..c {
+                    let (u, v) = f(ch, ra[ch], rb[ch]);
+                    s1[ch] += u;
+                    s2[ch] += v;
+                }
+            }
+            (s1, s2)
+        })
+        .collect();
+    let (mut t1, mut t2) = (vec![0f64; c], vec![0f64; c]);
+    for (s1, s2) in parts {
+        for ch in 0..c {
+            t1[ch] += s1[ch] as f64;
+            t2[ch] += s2[ch] as f64;
+        }
+    }
+    (t1, t2)
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    pub(crate) shape: Shape,
+    momentum: f32,
+    eps: f32,
+    pub(crate) gamma: Param,
+    pub(crate) beta: Param,
+    pub(crate) running_mean: Param,
+    pub(crate) running_var: Param,
+    /// Batch mean and 1/std of the last training forward pass, for the backward pass.
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl BatchNorm {
+    pub(crate) fn new(shape: Shape, momentum: f32, eps: f32, name: &str) -> Self {
+        let c = shape.c;
+        let p = |n: &str, v: f32, trainable| Param::new(format!("{name}.{n}"), vec![c], vec![v; c], trainable, false);
+        BatchNorm {
+            shape,
+            momentum,
+            eps,
+            gamma: p("gamma", 1.0, true),
+            beta: p("beta", 0.0, true),
+            running_mean: p("running_mean", 0.0, false),
+            running_var: p("running_var", 1.0, false),
+            mean: vec![0.0; c],
+            inv_std: vec![1.0; c],
+        }
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, mode: Mode) {
+        let c = self.shape.c;
+        let rows = batch * self.shape.h * self.shape.w;
+        if mode == Mode::Train {
+            let x = &x[..rows * c];
+            let (sum, sq) = channel_sums(x, x, c, |_, v, _| (v, v * v));
+            let m = rows as f64;
+            for ch in 0..c {
+                let mean = sum[ch] / m;
+                let var = (sq[ch] / m - mean * mean).max(0.0);
+                self.mean[ch] = mean as f32;
+                self.inv_std[ch] = 1.0 / (var as f32 + self.eps).sqrt();
+                let unbiased = if rows > 1 { var * m / (m - 1.0) } else { var };
+                let mo = self.momentum;
+                self.running_mean.value[ch] = (1.0 - mo) * self.running_mean.value[ch] + mo * mean as f32;
+                self.running_var.value[ch] = (1.0 - mo) * self.running_var.value[ch] + mo * unbiased as f32;
+            }
+        } else {
+            for ch in 0..c {
+                self.mean[ch] = self.running_mean.value[ch];
+                self.inv_std[ch] = 1.0 / (self.running_var.value[ch] + self.eps).sqrt();
+            }
+        }
+        // y = x * scale + shift, with scale = gamma / std and shift = beta - mean * scale.
+        let scale: Vec<f32> = (0..c).map(|ch| self.gamma.value[ch] * self.inv_std[ch]).collect();
+        let shift: Vec<f32> = (0..c).map(|ch| self.beta.value[ch] - self.mean[ch] * scale[ch]).collect();
+        y[..rows * c].par_chunks_mut(ROWS_PER_PART * c).zip(x.par_chunks(ROWS_PER_PART * c)).for_each(|(y, x)| {
+            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for ch in 0..c {
+                    yr[ch] = xr[ch] * scale[ch] + shift[ch];
+                }
+            }
+        });
+    }
+
+    pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, batch: usize) {
+        let c = self.shape.c;
+        let rows = batch * self.shape.h * self.shape.w;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let (sum_dy, sum_dy_xhat) = channel_sums(&dy[..rows * c], &x[..rows * c], c, |ch, d, x| (d, d * (x - mean[ch]) * inv_std[ch]));
+        let sum_dy: Vec<f32> = sum_dy.into_iter().map(|v| v as f32).collect();
+        let sum_dy_xhat: Vec<f32> = sum_dy_xhat.into_iter().map(|v| v as f32).collect();
+        self.beta.grad.copy_from_slice(&sum_dy);
+        self.gamma.grad.copy_from_slice(&sum_dy_xhat);
+        if let Some(dx) = dx {
+            // dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
+            // dx = k * (dy - a - (x - mean) * b), constants per channel.
+            let m = rows as f32;
+            let k: Vec<f32> = (0..c).map(|ch| self.gamma.value[ch] * inv_std[ch]).collect();
+            let a: Vec<f32> = sum_dy.iter().map(|s| s / m).collect();
+            let b: Vec<f32> = (0..c).map(|ch| sum_dy_xhat[ch] / m * inv_std[ch]).collect();
+            let part = ROWS_PER_PART * c;
+            dx[..rows * c]
+                .par_chunks_mut(part)
+                .zip(dy.par_chunks(part).zip(x.par_chunks(part)))
+                .for_each(|(dx, (dy, x))| {
+                    for ((dxr, dr), xr) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(x.chunks_exact(c)) {
+                        for ch in 0..c {
+                            dxr[ch] = k[ch] * (dr[ch] - a[ch] - (xr[ch] - mean[ch]) * b[ch]);
+                        }
+                    }
+                });
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Parameter-free layers: ReLU, max pooling, dropout.
+
+use crate::layer::{Ctx, Mode, Shape};
+use digits_rng::Rng;
+use rayon::prelude::*;
+
+#[derive(Debug, Clone)]
+pub struct Relu {
+    pub(crate) shape: Shape,
+}
+
+/// Elements per parallel task of the element-wise layers.
+const PART: usize = 1 << 16;
+
+pub(crate) fn relu_forward(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(PART).zip(x.par_chunks(PART)).for_each(|(y, x)| {
+        y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0));
+    });
+}
+
+pub(crate) fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(PART).zip(dy.par_chunks(PART).zip(y.par_chunks(PART))).for_each(|(dx, (dy, y))| {
+        dx.iter_mut()
+            .zip(dy.iter().zip(y))
+            .for_each(|(dx, (&d, &y))| *dx = if y > 0.0 { d } else { 0.0 });
+    });
+}
+
+/// Non-overlapping max pooling; remembers which input won so the backward pass is a scatter.
+#[derive(Debug, Clone)]
+pub struct MaxPool2d {
+    input: Shape,
+    pub(crate) output: Shape,
+    size: usize,
+    argmax: Vec<u32>,
+}
+
+impl MaxPool2d {
+    pub(crate) fn new(input: Shape, size: usize) -> Result<Self, String> {
+        if size == 0 || input.h < size || input.w < size {
+            return Err(format!("max pool of {size} does not fit a {}x{} input", input.h, input.w));
+        }
+        Ok(MaxPool2d {
+            input,
+            output: Shape::new(input.h / size, input.w / size, input.c),
+            size,
+            argmax: Vec::new(),
+        })
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, groups: usize) {
+        let (i, o, s) = (self.input, self.output, self.size);
+        let c = i.c;
+        self.argmax.resize(batch * o.len(), 0);
+        let per = batch.div_ceil(groups.max(1)).max(1);
+        let in_len = i.len();
+        let work = |(g, (y, arg)): (usize, (&mut [f32], &mut [u32]))| {
+            let first = g * per;
+            for (local, (y, arg)) in y.chunks_exact_mut(o.len()).zip(arg.chunks_exact_mut(o.len())).enumerate() {
+                let n = first + local;
+                for oy in 0..o.h {
+                    for ox in 0..o.w {
+                        let out = (oy * o.w + ox) * c;
+                        let (y, arg) = (&mut y[out..out + c], &mut arg[out..out + c]);
+                        // Branch-free running maximum so the channel loop vectorises.
+                        y.fill(f32::NEG_INFINITY);
+                        for ky in 0..s {
+                            for kx in 0..s {
+                                let at = n * in_len + ((oy * s + ky) * i.w + ox * s + kx) * c;
+                                for (ch, (&v, (best, arg))) in x[at..at + c].iter().zip(y.iter_mut().zip(arg.iter_mut())).enumerate() {
+                                    let better = v > *best;
+                                    *best = if better { v } else { *best };
+                                    *arg = if better { (at + ch) as u32 } else { *arg };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let y = &mut y[..batch * o.len()];
+        let tasks = y.chunks_mut(per * o.len()).zip(self.argmax.chunks_mut(per * o.len())).enumerate();
+        if groups > 1 {
+            tasks.par_bridge().for_each(work);
+        } else {
+            tasks.for_each(work);
+        }
+    }
+
+    pub(crate) fn backward(&self, dy: &[f32], dx: &mut [f32], batch: usize) {
+        dx[..batch * self.input.len()].fill(0.0);
+        for (&at, &d) in self.argmax.iter().zip(dy) {
+            dx[at as usize] += d;
+        }
+    }
+}
+
+/// Inverted dropout. Each image's mask comes from its own stream derived from the step seed,
+/// so masks do not depend on how the batch is split between threads.
+#[derive(Debug, Clone)]
+pub struct Dropout {
+    pub(crate) shape: Shape,
+    rate: f32,
+    mask: Vec<f32>,
+}
+
+impl Dropout {
+    pub(crate) fn new(shape: Shape, rate: f32) -> Result<Self, String> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(format!("dropout rate {rate} must be in [0, 1)"));
+        }
+        Ok(Dropout {
+            shape,
+            rate,
+            mask: Vec::new(),
+        })
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        if ctx.mode == Mode::Eval || self.rate == 0.0 {
+            y.copy_from_slice(x);
+            self.mask.clear();
+            return;
+        }
+        let keep = 1.0 / (1.0 - self.rate);
+        let len = self.shape.len();
+        self.mask.resize(batch * len, 0.0);
+        // 16 random bits per decision, four decisions per generator call.
+        let threshold = (self.rate * 65536.0) as u64;
+        self.mask.par_chunks_exact_mut(len).enumerate().for_each(|(n, mask)| {
+            let mut rng = Rng::derive(ctx.seed, &[ctx.index as u64, n as u64]);
+            for quad in mask.chunks_mut(4) {
+                let bits = rng.next_u64();
+                for (j, m) in quad.iter_mut().enumerate() {
+                    *m = if (bits >> (16 * j)) & 0xffff < threshold { 0.0 } else { keep };
+                }
+            }
+        });
+        y.iter_mut()
+            .zip(x.iter().zip(&self.mask))
+            .for_each(|(y, (&x, &m))| *y = x * m);
+    }
+
+    pub(crate) fn backward(&self, dy: &[f32], dx: &mut [f32]) {
+        if self.mask.is_empty() {
+            dx.copy_from_slice(dy);
+        } else {
+            dx.iter_mut()
+                .zip(dy.iter().zip(&self.mask))
+                .for_each(|(dx, (&d, &m))| *dx = d * m);
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Separating ink from paper: alpha on white, grey, polarity, uneven lighting, noise.
+
+use crate::resample::area;
+use crate::{Normalized, VisionError, BOX, SIDE};
+use image::RgbaImage;
+
+/// Ink contrast (0..1 grey levels) below which an image counts as blank.
+const MIN_CONTRAST: f32 = 0.12;
+/// Fraction of the ink's contrast under which a pixel is paper texture, noise or JPEG ringing.
+const NOISE_FLOOR: f32 = 0.25;
+/// Long side of the thumbnail the background is fitted on.
+const THUMB: usize = 64;
+
+/// How much ink every pixel of an image holds: 0 = paper, 1 = full ink, whatever the polarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InkMap {
+    pub width: usize,
+    pub height: usize,
+    pub ink: Vec<f32>,
+    pub light_on_dark: bool,
+}
+
+/// Part of an ink map: a box, and optionally which of its pixels belong (for one digit of a
+/// number, whose box may also hold bits of its neighbours).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+    pub mask: Option<Vec<bool>>,
+}
+
+/// Least-squares fit of a quadratic surface a + bx + cy + dx^2 + exy + fy^2 to the samples.
+fn fit_quadratic(samples: &[(f32, f32, f32)]) -> Option<[f64; 6]> {
+    let mut ata = [[0f64; 6]; 6];
+    let mut atb = [0f64; 6];
+    for &(x, y, v) in samples {
+        let (x, y) = (x as f64, y as f64);
+        let row = [1.0, x, y, x * x, x * y, y * y];
+        for i in 0..6 {
+            for j in 0..6 {
+                ata[i][j] += row[i] * row[j];
+            }
+            atb[i] += row[i] * v as f64;
+        }
+    }
+    // Gaussian elimination with partial pivoting; a tiny ridge keeps flat images solvable.
+    for (i, r) in ata.iter_mut().enumerate() {
+        r[i] += 1e-6;
+    }
+    for col in 0..6 {
+        let pivot = (col..6).max_by(|&a, &b| ata[a][col].abs().total_cmp(&ata[b][col].abs()))?;
+        ata.swap(col, pivot);
+        atb.swap(col, pivot);
+        if ata[col][col].abs() < 1e-12 {
+            return None;
+        }
+        for r in col + 1..6 {
+            let f = ata[r][col] / ata[col][col];
+            for c in col..6 {
+                ata[r][c] -= f * ata[col][c];
+            }
+            atb[r] -= f * atb[col];
+        }
+    }
+    let mut coef = [0f64; 6];
+    for i in (0..6).rev() {
+        let s: f64 = (i + 1..6).map(|j| ata[i][j] * coef[j]).sum();
+        coef[i] = (atb[i] - s) / ata[i][i];
+    }
+    Some(coef)
+}
+
+fn eval_quadratic(c: &[f64; 6], x: f32, y: f32) -> f32 {
+    let (x, y) = (x as f64, y as f64);
+    (c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y) as f32
+}
+
+/// The value below which `fraction` of `values` lie (values in 0..1, 1024-bin histogram).
+fn percentile(values: impl Iterator<Item = f32>, fraction: f32) -> f32 {
+    let mut hist = [0usize; 1024];
+    let mut n = 0;
+    for v in values {
+        hist[((v.clamp(0.0, 1.0) * 1023.0) as usize).min(1023)] += 1;
+        n += 1;
+    }
+    let target = (n as f32 * fraction) as usize;
+    let mut seen = 0;
+    for (i, &h) in hist.iter().enumerate() {
+        seen += h;
+        if seen > target {
+            return i as f32 / 1023.0;
+        }
+    }
+    1.0
+}
+
+impl Region {
+    /// The smallest region holding both, with the pixels of either.
+    pub fn union(&self, other: &Region) -> Region {
+        let (x, y) = (self.x.min(other.x), self.y.min(other.y));
+        let (x1, y1) = ((self.x + self.w).max(other.x + other.w), (self.y + self.h).max(other.y + other.h));
+        let (w, h) = (x1 - x, y1 - y);
+        let mut mask = vec![false; w * h];
+        for r in [self, other] {
+            for yy in 0..r.h {
+                for xx in 0..r.w {
+                    if r.mask.as_ref().is_none_or(|m| m[yy * r.w + xx]) {
+                        mask[(r.y + yy - y) * w + r.x + xx - x] = true;
+                    }
+                }
+            }
+        }
+        Region { x, y, w, h, mask: Some(mask) }
+    }
+}
+
+impl InkMap {
+    /// Composites alpha on white, converts to grey, finds the polarity, removes a smoothly
+    /// varying background (uneven lighting) and the noise floor, and scales the ink to 0..1.
+    pub fn from_rgba(img: &RgbaImage) -> Result<Self, VisionError> {
+        let (width, height) = (img.width() as usize, img.height() as usize);
+        let mut grey: Vec<f32> = img
+            .pixels()
+            .map(|p| {
+                let [r, g, b, a] = p.0.map(|v| v as f32 / 255.0);
+                let lum = 0.299 * r + 0.587 * g + 0.114 * b;
+                lum * a + (1.0 - a)
+            })
+            .collect();
+        // Paper is what the border mostly shows.
+        let border: Vec<f32> = (0..width)
+            .flat_map(|x| [grey[x], grey[(height - 1) * width + x]])
+            .chain((0..height).flat_map(|y| [grey[y * width], grey[y * width + width - 1]]))
+            .collect();
+        let light_on_dark = percentile(border.into_iter(), 0.5) < 0.5;
+        if light_on_dark {
+            grey.iter_mut().for_each(|g| *g = 1.0 - *g);
+        }
+        // Fit the paper's brightness on a thumbnail: first to every pixel, then again to the
+        // pixels that the previous fit says are paper (not much darker than the surface).
+        let scale = (width.max(height) as f32 / THUMB as f32).max(1.0);
+        let (tw, th) = (((width as f32 / scale).round() as usize).max(1), ((height as f32 / scale).round() as usize).max(1));
+        let thumb = area(&grey, width, height, tw, th);
+        let coords = |i: usize| ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
+        let mut samples: Vec<(f32, f32, f32)> = thumb.iter().enumerate().map(|(i, &v)| (coords(i).0, coords(i).1, v)).collect();
+        let mut coef = fit_quadratic(&samples).ok_or(VisionError::NoInk)?;
+        for _ in 0..3 {
+            let depth: Vec<f32> = samples.iter().map(|&(x, y, v)| eval_quadratic(&coef, x, y) - v).collect();
+            let cut = (percentile(depth.iter().map(|d| d.max(0.0)), 0.98) * 0.3).max(0.03);
+            samples = samples.into_iter().zip(&depth).filter(|(_, &d)| d < cut).map(|(s, _)| s).collect();
+            if samples.len() < 6 {
+                break;
+            }
+            coef = fit_quadratic(&samples).unwrap_or(coef);
+        }
+        let mut ink: Vec<f32> = grey
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| {
+                let (x, y) = ((i % width) as f32 / width as f32, (i / width) as f32 / height as f32);
+                (eval_quadratic(&coef, x, y).min(1.0) - g).max(0.0)
+            })
+            .collect();
+        let contrast = percentile(ink.iter().copied().filter(|&v| v > 0.02), 0.99);
+        if contrast < MIN_CONTRAST {
+            return Err(VisionError::NoInk);
+        }
+        for v in &mut ink {
+            *v = ((*v / contrast - NOISE_FLOOR) / (1.0 - NOISE_FLOOR)).clamp(0.0, 1.0);
+        }
+        let mass: f32 = ink.iter().sum();
+        if mass < (6.0f32).max(2e-4 * (width * height) as f32) {
+            return Err(VisionError::NoInk);
+        }
+        Ok(InkMap { width, height, ink, light_on_dark })
+    }
+
+    pub fn full_region(&self) -> Region {
+        Region { x: 0, y: 0, w: self.width, h: self.height, mask: None }
+    }
+
+    fn at(&self, r: &Region, x: usize, y: usize) -> f32 {
+        if r.mask.as_ref().is_some_and(|m| !m[y * r.w + x]) {
+            0.0
+        } else {
+            self.ink[(r.y + y) * self.width + r.x + x]
+        }
+    }
+
+    /// The MNIST procedure on one region: crop to the ink, scale the longer side to 20 px with
+    /// area averaging, restore full ink strength, centre the mass in 28x28.
+    pub fn normalize(&self, r: &Region) -> Result<Normalized, VisionError> {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for y in 0..r.h {
+            for x in 0..r.w {
+                if self.at(r, x, y) > 0.0 {
+                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+                }
+            }
+        }
+        if x0 >= x1 {
+            return Err(VisionError::NoInk);
+        }
+        let (bw, bh) = (x1 - x0, y1 - y0);
+        let crop: Vec<f32> = (y0..y1).flat_map(|y| (x0..x1).map(move |x| (x, y))).map(|(x, y)| self.at(r, x, y)).collect();
+        let s = BOX as f32 / bw.max(bh) as f32;
+        let (ow, oh) = (((bw as f32 * s).round() as usize).clamp(1, BOX), ((bh as f32 * s).round() as usize).clamp(1, BOX));
+        let mut small = area(&crop, bw, bh, ow, oh);
+        // Thin strokes on a big canvas come out faint after averaging; MNIST strokes are solid.
+        let peak = percentile(small.iter().copied().filter(|&v| v > 0.05), 0.95).max(1e-3);
+        small.iter_mut().for_each(|v| *v = (*v / peak).min(1.0));
+        let mass: f32 = small.iter().sum();
+        let (mut cx, mut cy) = (0f32, 0f32);
+        for (i, &v) in small.iter().enumerate() {
+            cx += (i % ow) as f32 * v;
+            cy += (i / ow) as f32 * v;
+        }
+        let (cx, cy) = if mass > 0.0 { (cx / mass, cy / mass) } else { (ow as f32 / 2.0, oh as f32 / 2.0) };
+        // MNIST puts the centre of mass at pixel index 14 (measured on its test set: 14.0, 14.0).
+        let left = ((14.0 - cx).round() as isize).clamp(0, (SIDE - ow) as isize) as usize;
+        let top = ((14.0 - cy).round() as isize).clamp(0, (SIDE - oh) as isize) as usize;
+        let mut pixels = vec![0f32; SIDE * SIDE];
+        for y in 0..oh {
+            for x in 0..ow {
+                pixels[(top + y) * SIDE + left + x] = small[y * ow + x];
+            }
+        }
+        Ok(Normalized {
+            pixels,
+            bbox: [(r.x + x0) as u32, (r.y + y0) as u32, bw as u32, bh as u32],
+            light_on_dark: self.light_on_dark,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgba;
+
+    fn canvas(w: u32, h: u32, paper: [u8; 4]) -> RgbaImage {
+        RgbaImage::from_pixel(w, h, Rgba(paper))
+    }
+
+    fn bar(img: &mut RgbaImage, x: std::ops::Range<u32>, y: std::ops::Range<u32>, ink: [u8; 4]) {
+        for yy in y {
+            for xx in x.clone() {
+                img.put_pixel(xx, yy, Rgba(ink));
+            }
+        }
+    }
+
+    #[test]
+    fn dark_on_light_light_on_dark_and_transparent_agree() {
+        let mut a = canvas(200, 300, [255, 255, 255, 255]);
+        bar(&mut a, 90..110, 50..250, [0, 0, 0, 255]);
+        let mut b = canvas(200, 300, [0, 0, 0, 255]);
+        bar(&mut b, 90..110, 50..250, [255, 255, 255, 255]);
+        let mut c = canvas(200, 300, [0, 0, 0, 0]);
+        bar(&mut c, 90..110, 50..250, [0, 0, 0, 255]);
+        let na = InkMap::from_rgba(&a).unwrap();
+        let nb = InkMap::from_rgba(&b).unwrap();
+        let nc = InkMap::from_rgba(&c).unwrap();
+        assert!(!na.light_on_dark && nb.light_on_dark && !nc.light_on_dark);
+        let pa = na.normalize(&na.full_region()).unwrap();
+        assert_eq!(pa.pixels, nb.normalize(&nb.full_region()).unwrap().pixels);
+        assert_eq!(pa.pixels, nc.normalize(&nc.full_region()).unwrap().pixels);
+        assert_eq!(pa.bbox, [90, 50, 20, 200]);
+        // A 20x200 bar becomes 2x20, centred at index 14.
+        let rows_with_ink = (0..28).filter(|y| (0..28).any(|x| pa.pixels[y * 28 + x] > 0.0)).count();
+        assert_eq!(rows_with_ink, 20);
+        assert!(pa.pixels[14 * 28 + 14] > 0.9 || pa.pixels[14 * 28 + 13] > 0.9);
+    }
+
+    #[test]
+    fn blank_and_faint_images_have_no_ink() {
+        assert_eq!(InkMap::from_rgba(&canvas(100, 100, [255, 255, 255, 255])), Err(VisionError::NoInk));
+        assert_eq!(InkMap::from_rgba(&canvas(100, 100, [0, 0, 0, 0])), Err(VisionError::NoInk));
+        let mut faint = canvas(100, 100, [250, 250, 250, 255]);
+        bar(&mut faint, 40..60, 20..80, [245, 245, 245, 255]);
+        assert_eq!(InkMap::from_rgba(&faint), Err(VisionError::NoInk));
+        let mut speck = canvas(300, 300, [255, 255, 255, 255]);
+        bar(&mut speck, 10..11, 10..11, [0, 0, 0, 255]);
+        assert_eq!(InkMap::from_rgba(&speck), Err(VisionError::NoInk));
+    }
+
+    #[test]
+    fn uneven_lighting_is_removed() {
+        // Paper that darkens from 250 to 120 left to right, a stroke 80 levels darker than it.
+        let (w, h) = (240u32, 240u32);
+        let mut img = canvas(w, h, [0, 0, 0, 255]);
+        for y in 0..h {
+            for x in 0..w {
+                let paper = 250.0 - 130.0 * x as f32 / w as f32;
+                let v = if (100..130).contains(&x) && (40..200).contains(&y) { paper - 80.0 } else { paper };
+                img.put_pixel(x, y, Rgba([v as u8, v as u8, v as u8, 255]));
+            }
+        }
+        let ink = InkMap::from_rgba(&img).unwrap();
+        let n = ink.normalize(&ink.full_region()).unwrap();
+        // Only the stroke is ink: its box, not the dark right side of the page.
+        assert!(n.bbox[0] >= 98 && n.bbox[2] <= 34, "{:?}", n.bbox);
+    }
+}

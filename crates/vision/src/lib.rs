@@ -1,0 +1,58 @@
+//! From a user's image to what an MNIST model expects: the preprocessing stage of the workspace.
+//!
+//! MNIST digits are white ink on black, scaled so the longer side of the ink is 20 px (keeping
+//! the aspect ratio, anti-aliased) and placed in a 28x28 field with the ink's centre of mass at
+//! the centre. Real inputs are big, off-centre, dark-on-light, photographed or transparent; the
+//! usual "grey, invert, squash to 28x28" reads only about a quarter of them. [`normalize`] does
+//! the whole MNIST procedure, and [`segment`] splits a written number into its digits first.
+//!
+//! Every front end (CLI, web server, desktop app) goes through this crate, so a drawing is read
+//! the same way everywhere.
+
+mod decode;
+mod ink;
+mod number;
+mod resample;
+pub mod synth;
+
+pub use decode::{decode, Limits};
+pub use ink::{InkMap, Region};
+pub use number::{segment, Segment};
+
+/// Side of the model's input.
+pub const SIDE: usize = 28;
+/// Side of the box the longer side of the ink is scaled to.
+pub const BOX: usize = 20;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VisionError {
+    #[error("image is {bytes} bytes; the limit is {limit}")]
+    TooManyBytes { bytes: usize, limit: usize },
+    #[error("image is {width}x{height} pixels; the limit is {limit} pixels")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("empty input (0 bytes)")]
+    Empty,
+    #[error("not a supported image (PNG, JPEG, BMP, GIF, WebP or TIFF)")]
+    UnknownFormat,
+    #[error("the image could not be decoded: {0}")]
+    Decode(String),
+    #[error("no ink found: the image is blank or has too little contrast to hold a digit")]
+    NoInk,
+}
+
+/// A 28x28 input ready for a model (row-major, 0 = background, 1 = full ink), with where the
+/// ink was found in the source image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub pixels: Vec<f32>,
+    /// Bounding box of the ink in source pixels: x, y, width, height.
+    pub bbox: [u32; 4],
+    /// Whether the source had light ink on a dark background.
+    pub light_on_dark: bool,
+}
+
+/// Decodes an image and normalises the single digit it holds.
+pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, VisionError> {
+    let ink = InkMap::from_rgba(&decode(bytes, limits)?)?;
+    ink.normalize(&ink.full_region())
+}

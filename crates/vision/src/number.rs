@@ -1,0 +1,230 @@
+//! Splitting a number written on one line into its digits: connected components of the ink,
+//! merged where one digit broke into pieces (the detached top of a 5), split where two digits
+//! touch, ordered left to right.
+
+use crate::ink::{InkMap, Region};
+
+/// Ink level that counts as a stroke when finding components.
+const STROKE: f32 = 0.3;
+/// Blobs wider than this times their height may be touching digits: they are offered both
+/// whole and split, and the reader keeps whichever the model is surer of.
+const SPLIT_ASPECT: f32 = 0.9;
+/// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
+const TYPICAL_ASPECT: f32 = 0.65;
+
+/// One blob of ink on the line, with the ways of reading it: `options[0]` is the blob as one
+/// digit; further options cut it into 2, 3, ... digits (left to right).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub options: Vec<Vec<Region>>,
+}
+
+#[derive(Debug, Clone)]
+struct Blob {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+    pixels: Vec<usize>,
+}
+
+impl Blob {
+    fn width(&self) -> usize {
+        self.x1 - self.x0
+    }
+
+    fn height(&self) -> usize {
+        self.y1 - self.y0
+    }
+
+    fn absorb(&mut self, other: Blob) {
+        self.x0 = self.x0.min(other.x0);
+        self.y0 = self.y0.min(other.y0);
+        self.x1 = self.x1.max(other.x1);
+        self.y1 = self.y1.max(other.y1);
+        self.pixels.extend(other.pixels);
+    }
+
+    /// Horizontal overlap as a fraction of the narrower blob.
+    fn overlap(&self, other: &Blob) -> f32 {
+        let inter = self.x1.min(other.x1).saturating_sub(self.x0.max(other.x0));
+        inter as f32 / self.width().min(other.width()).max(1) as f32
+    }
+}
+
+/// 8-connected components of the pixels with ink above [`STROKE`].
+fn components(ink: &InkMap) -> Vec<Blob> {
+    let (w, h) = (ink.width, ink.height);
+    let mut seen = vec![false; w * h];
+    let mut blobs = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if seen[start] || ink.ink[start] <= STROKE {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let mut b = Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, pixels: Vec::new() };
+        while let Some(p) = stack.pop() {
+            let (x, y) = (p % w, p / w);
+            b.x0 = b.x0.min(x);
+            b.y0 = b.y0.min(y);
+            b.x1 = b.x1.max(x + 1);
+            b.y1 = b.y1.max(y + 1);
+            b.pixels.push(p);
+            for dy in -1isize..=1 {
+                for dx in -1isize..=1 {
+                    let (nx, ny) = (x as isize + dx, y as isize + dy);
+                    if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
+                        continue;
+                    }
+                    let q = ny as usize * w + nx as usize;
+                    if !seen[q] && ink.ink[q] > STROKE {
+                        seen[q] = true;
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+        blobs.push(b);
+    }
+    blobs
+}
+
+/// Cuts a blob of touching digits into `parts` at the columns with the least ink near the
+/// evenly spaced positions.
+fn split(blob: Blob, parts: usize, width: usize) -> Vec<Blob> {
+    let bw = blob.width();
+    let mut column = vec![0usize; bw];
+    for &p in &blob.pixels {
+        column[p % width - blob.x0] += 1;
+    }
+    let mut cuts = Vec::new();
+    for k in 1..parts {
+        let centre = bw * k / parts;
+        let reach = bw / (parts * 3);
+        let lo = centre.saturating_sub(reach).max(1);
+        let hi = (centre + reach).min(bw - 1);
+        let best = (lo..=hi).min_by_key(|&c| (column[c], c.abs_diff(centre))).unwrap_or(centre);
+        cuts.push(blob.x0 + best);
+    }
+    let mut pieces: Vec<Blob> = (0..parts)
+        .map(|_| Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, pixels: Vec::new() })
+        .collect();
+    for &p in &blob.pixels {
+        let (x, y) = (p % width, p / width);
+        let i = cuts.iter().filter(|&&c| x >= c).count();
+        let b = &mut pieces[i];
+        b.x0 = b.x0.min(x);
+        b.y0 = b.y0.min(y);
+        b.x1 = b.x1.max(x + 1);
+        b.y1 = b.y1.max(y + 1);
+        b.pixels.push(p);
+    }
+    pieces.retain(|b| !b.pixels.is_empty());
+    pieces
+}
+
+/// The digits of a number written on one line, left to right.
+pub fn segment(ink: &InkMap) -> Vec<Segment> {
+    let mut blobs = components(ink);
+    blobs.sort_by_key(|b| std::cmp::Reverse(b.pixels.len()));
+    // Specks far smaller than the biggest stroke are noise, unless they overlap a digit.
+    let largest = blobs.first().map_or(0, |b| b.pixels.len());
+    let line_height = blobs.iter().map(Blob::height).max().unwrap_or(0);
+    let mut merged: Vec<Blob> = Vec::new();
+    for b in blobs {
+        // Pieces of one digit overlap horizontally (the bar of a 5 over its body).
+        if let Some(host) = merged.iter_mut().filter(|m| m.overlap(&b) >= 0.5).max_by_key(|m| m.pixels.len()) {
+            host.absorb(b);
+        } else if b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height {
+            merged.push(b);
+        }
+    }
+    merged.sort_by_key(|b| b.x0);
+    merged
+        .into_iter()
+        .map(|b| {
+            let aspect = b.width() as f32 / b.height().max(1) as f32;
+            let most = if aspect > SPLIT_ASPECT { ((aspect / TYPICAL_ASPECT).round() as usize).max(2) } else { 1 };
+            let mut options = vec![vec![region(&b, ink.width)]];
+            for parts in 2..=most {
+                options.push(split(b.clone(), parts, ink.width).iter().map(|p| region(p, ink.width)).collect());
+            }
+            Segment { options }
+        })
+        .collect()
+}
+
+/// The region of a blob: its box, and its own pixels grown by one to keep the anti-aliased rim.
+fn region(b: &Blob, image_width: usize) -> Region {
+    let (w, h) = (b.width(), b.height());
+    let mut mask = vec![false; w * h];
+    for &p in &b.pixels {
+        let (x, y) = (p % image_width, p / image_width);
+        mask[(y - b.y0) * w + x - b.x0] = true;
+    }
+    // Keep the faint anti-aliased rim of the strokes too: grow the mask by one pixel.
+    let grown = (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            (-1..=1).any(|dy| {
+                (-1..=1).any(|dx| {
+                    let (nx, ny) = (x + dx, y + dy);
+                    nx >= 0 && ny >= 0 && nx < w as isize && ny < h as isize && mask[ny as usize * w + nx as usize]
+                })
+            })
+        })
+        .collect();
+    Region { x: b.x0, y: b.y0, w, h, mask: Some(grown) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(w: usize, h: usize, strokes: &[(usize, usize, usize, usize)]) -> InkMap {
+        let mut ink = vec![0f32; w * h];
+        for &(x0, y0, x1, y1) in strokes {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    ink[y * w + x] = 1.0;
+                }
+            }
+        }
+        InkMap { width: w, height: h, ink, light_on_dark: false }
+    }
+
+    #[test]
+    fn separate_digits_in_order() {
+        let m = map(300, 100, &[(200, 10, 215, 90), (20, 10, 35, 90), (110, 10, 125, 90)]);
+        let xs: Vec<usize> = segment(&m).iter().map(|s| s.options[0][0].x).collect();
+        assert_eq!(xs, vec![20, 110, 200]);
+    }
+
+    #[test]
+    fn broken_strokes_of_one_digit_merge() {
+        // The detached top bar of a 5 sits above its body.
+        let m = map(200, 100, &[(40, 10, 90, 18), (40, 30, 52, 90), (52, 80, 90, 90), (150, 10, 160, 90)]);
+        let segs = segment(&m);
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].options[0][0].y, segs[0].options[0][0].h), (10, 80));
+    }
+
+    #[test]
+    fn touching_digits_are_split_at_the_thinnest_column() {
+        // Two 60-wide blocks joined by a thin bridge at x 100..110.
+        let m = map(300, 120, &[(40, 10, 100, 110), (110, 10, 170, 110), (100, 55, 110, 60)]);
+        let segs = segment(&m);
+        assert_eq!(segs.len(), 1);
+        let halves = &segs[0].options[1];
+        assert_eq!(halves.len(), 2);
+        assert!(halves[0].x + halves[0].w <= 111 && halves[1].x >= 99);
+    }
+
+    #[test]
+    fn specks_are_ignored() {
+        let m = map(200, 100, &[(50, 10, 65, 90), (150, 95, 152, 97)]);
+        assert_eq!(segment(&m).len(), 1);
+    }
+}

@@ -1,0 +1,321 @@
+//! Realistic test images made from MNIST digits: what users actually send. A 28x28 digit is
+//! redrawn on a large canvas at a random size and place, in one of several styles (thick or thin
+//! strokes, either polarity, colour, grey, transparent background, rotation, blur, JPEG
+//! artefacts, uneven lighting), and encoded as a file. Numbers are several digits on one line.
+//! Used by the tests and by `digits realworld`; only ever fed with the MNIST *test* split, and
+//! never used for training.
+
+use digits_rng::Rng;
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, GrayImage, ImageFormat, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Style {
+    /// Black strokes on a white canvas, RGB PNG.
+    Canvas,
+    /// Strokes several times thicker than MNIST's.
+    Thick,
+    /// Hairline strokes.
+    Thin,
+    /// White chalk on a blackboard.
+    LightOnDark,
+    /// Blue ink on cream paper.
+    Colour,
+    /// 8-bit grey PNG.
+    Grey,
+    /// Black strokes on a transparent background, as a browser canvas exports them.
+    Transparent,
+    /// Tilted up to 15 degrees.
+    Rotated,
+    /// Out of focus.
+    Blurred,
+    /// Low-quality JPEG.
+    Jpeg,
+    /// A photo of paper lit from one side.
+    UnevenLight,
+}
+
+impl Style {
+    pub const ALL: [Style; 11] = [
+        Style::Canvas,
+        Style::Thick,
+        Style::Thin,
+        Style::LightOnDark,
+        Style::Colour,
+        Style::Grey,
+        Style::Transparent,
+        Style::Rotated,
+        Style::Blurred,
+        Style::Jpeg,
+        Style::UnevenLight,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Style::Canvas => "canvas",
+            Style::Thick => "thick",
+            Style::Thin => "thin",
+            Style::LightOnDark => "light-on-dark",
+            Style::Colour => "colour",
+            Style::Grey => "grey",
+            Style::Transparent => "transparent",
+            Style::Rotated => "rotated",
+            Style::Blurred => "blurred",
+            Style::Jpeg => "jpeg",
+            Style::UnevenLight => "uneven-light",
+        }
+    }
+}
+
+/// Ink coverage of a canvas, 0..1, before styling.
+struct Coverage {
+    w: usize,
+    h: usize,
+    v: Vec<f32>,
+}
+
+impl Coverage {
+    fn new(w: usize, h: usize) -> Self {
+        Coverage { w, h, v: vec![0.0; w * h] }
+    }
+
+    /// Draws a 28x28 MNIST digit with its ink box's top-left at (x, y), `size` canvas pixels per
+    /// 28 source pixels, rotated by `angle` about its centre; overlapping ink takes the maximum.
+    fn draw(&mut self, digit: &[u8], x: f32, y: f32, size: f32, angle: f32) {
+        let s = size / 28.0;
+        let (sin, cos) = angle.sin_cos();
+        let (cx, cy) = (x + 14.0 * s, y + 14.0 * s);
+        let reach = size * 0.75;
+        let (xa, xb) = ((cx - reach).max(0.0) as usize, ((cx + reach) as usize).min(self.w));
+        let (ya, yb) = ((cy - reach).max(0.0) as usize, ((cy + reach) as usize).min(self.h));
+        let px = |u: isize, v: isize| -> f32 {
+            if (0..28).contains(&u) && (0..28).contains(&v) {
+                digit[v as usize * 28 + u as usize] as f32 / 255.0
+            } else {
+                0.0
+            }
+        };
+        for py in ya..yb {
+            for qx in xa..xb {
+                let (dx, dy) = (qx as f32 + 0.5 - cx, py as f32 + 0.5 - cy);
+                let (u, v) = ((cos * dx + sin * dy) / s + 14.0 - 0.5, (-sin * dx + cos * dy) / s + 14.0 - 0.5);
+                let (u0, v0) = (u.floor(), v.floor());
+                let (fu, fv) = (u - u0, v - v0);
+                let (u0, v0) = (u0 as isize, v0 as isize);
+                let val = px(u0, v0) * (1.0 - fu) * (1.0 - fv)
+                    + px(u0 + 1, v0) * fu * (1.0 - fv)
+                    + px(u0, v0 + 1) * (1.0 - fu) * fv
+                    + px(u0 + 1, v0 + 1) * fu * fv;
+                let c = &mut self.v[py * self.w + qx];
+                *c = c.max(val);
+            }
+        }
+    }
+
+    /// Running max (`grow`) or min over a square window, separably.
+    fn morph(&mut self, r: usize, grow: bool) {
+        let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
+        let (w, h) = (self.w, self.h);
+        let mut tmp = self.v.clone();
+        for y in 0..h {
+            for x in 0..w {
+                let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+                tmp[y * w + x] = self.v[y * w + a..y * w + b].iter().copied().fold(self.v[y * w + x], pick);
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+                self.v[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).fold(tmp[y * w + x], pick);
+            }
+        }
+    }
+
+    /// Three box blurs of radius `r` (close to a Gaussian).
+    fn blur(&mut self, r: usize) {
+        let (w, h) = (self.w, self.h);
+        for _ in 0..3 {
+            let mut tmp = vec![0f32; w * h];
+            for y in 0..h {
+                for x in 0..w {
+                    let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
+                    tmp[y * w + x] = self.v[y * w + a..y * w + b].iter().sum::<f32>() / (b - a) as f32;
+                }
+            }
+            for y in 0..h {
+                for x in 0..w {
+                    let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+                    self.v[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).sum::<f32>() / (b - a) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Bounding box of a 28x28 digit's ink: x0, y0, x1, y1 (exclusive).
+fn ink_box(digit: &[u8]) -> (usize, usize, usize, usize) {
+    let (mut x0, mut y0, mut x1, mut y1) = (28, 28, 0, 0);
+    for y in 0..28 {
+        for x in 0..28 {
+            if digit[y * 28 + x] > 30 {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+            }
+        }
+    }
+    if x0 >= x1 {
+        (0, 0, 28, 28)
+    } else {
+        (x0, y0, x1, y1)
+    }
+}
+
+fn encode(img: DynamicImage, jpeg_quality: Option<u8>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match jpeg_quality {
+        Some(q) => img
+            .to_rgb8()
+            .write_with_encoder(JpegEncoder::new_with_quality(&mut out, q))
+            .expect("in-memory JPEG"),
+        None => img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("in-memory PNG"),
+    }
+    out
+}
+
+/// Turns ink coverage into an encoded image in `style`.
+fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> {
+    match style {
+        Style::Thick => cov.morph((size / 22.0).round().max(2.0) as usize, true),
+        Style::Thin => cov.v.iter_mut().for_each(|v| *v = ((*v - 0.75) / 0.25).clamp(0.0, 1.0)),
+        Style::Blurred => cov.blur((size / 45.0).round().max(1.0) as usize),
+        _ => {}
+    }
+    let (w, h) = (cov.w as u32, cov.h as u32);
+    let mix = |paper: f32, ink: f32, v: f32| ((paper * (1.0 - v) + ink * v) * 255.0).round().clamp(0.0, 255.0) as u8;
+    match style {
+        Style::Transparent => {
+            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba([0, 0, 0, mix(0.0, 1.0, cov.v[(y * w + x) as usize])]));
+            encode(DynamicImage::ImageRgba8(img), None)
+        }
+        Style::Grey => {
+            let img = GrayImage::from_fn(w, h, |x, y| image::Luma([mix(1.0, 0.0, cov.v[(y * w + x) as usize])]));
+            encode(DynamicImage::ImageLuma8(img), None)
+        }
+        Style::LightOnDark => {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let v = cov.v[(y * w + x) as usize];
+                image::Rgb([mix(0.1, 0.95, v), mix(0.15, 0.95, v), mix(0.12, 0.92, v)])
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
+        Style::Colour => {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let v = cov.v[(y * w + x) as usize];
+                image::Rgb([mix(0.98, 0.1, v), mix(0.95, 0.2, v), mix(0.85, 0.7, v)])
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
+        Style::UnevenLight => {
+            let (gx, gy) = (rng.range(-0.5, 0.5), rng.range(-0.5, 0.5));
+            let noise_seed = rng.next_u64();
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let light = 0.75 + gx * (x as f32 / w as f32 - 0.5) + gy * (y as f32 / h as f32 - 0.5);
+                let grain = (Rng::derive(noise_seed, &[(y * w + x) as u64]).uniform() - 0.5) * 0.06;
+                let v = cov.v[(y * w + x) as usize];
+                let g = mix(light + grain, 0.15 * light, v);
+                image::Rgb([g, g, g.saturating_sub(8)])
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
+        _ => {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let g = mix(1.0, 0.0, cov.v[(y * w + x) as usize]);
+                image::Rgb([g, g, g])
+            });
+            let quality = (style == Style::Jpeg).then(|| 25 + rng.below(30) as u8);
+            encode(DynamicImage::ImageRgb8(img), quality)
+        }
+    }
+}
+
+/// One MNIST digit (784 bytes) redrawn as an image file in `style`.
+pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
+    let (w, h) = (200 + rng.below(300), 200 + rng.below(300));
+    let side = w.min(h) as f32;
+    // The 28-pixel field spans `size` canvas pixels; the ink is about 20/28 of it.
+    let size = side * rng.range(0.45, 1.1);
+    let (x0, y0, x1, y1) = ink_box(digit);
+    let s = size / 28.0;
+    let (iw, ih) = ((x1 - x0) as f32 * s, (y1 - y0) as f32 * s);
+    let x = rng.range(0.0, (w as f32 - iw).max(1.0)) - x0 as f32 * s;
+    let y = rng.range(0.0, (h as f32 - ih).max(1.0)) - y0 as f32 * s;
+    let angle = if style == Style::Rotated { rng.range(-15.0, 15.0).to_radians() } else { 0.0 };
+    let mut cov = Coverage::new(w, h);
+    cov.draw(digit, x, y, size, angle);
+    finish(cov, style, size, rng)
+}
+
+/// Several MNIST digits written side by side on one line, as a PNG: varied sizes and spacing,
+/// some touching.
+pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
+    let size = rng.range(90.0, 160.0);
+    let s = size / 28.0;
+    let boxes: Vec<_> = digits.iter().map(|d| ink_box(d)).collect();
+    let margin = 30.0;
+    let mut placements = Vec::new();
+    let mut cursor = margin;
+    for (i, b) in boxes.iter().enumerate() {
+        let scale = rng.range(0.9, 1.1);
+        let gap = if i == 0 { 0.0 } else if rng.uniform() < 0.15 { -0.02 * size } else { rng.range(0.05, 0.35) * size };
+        cursor += gap;
+        let x = cursor - b.0 as f32 * s * scale;
+        let y = margin + rng.range(-0.05, 0.05) * size - b.1 as f32 * s * scale;
+        placements.push((x, y, size * scale));
+        cursor += (b.2 - b.0) as f32 * s * scale;
+    }
+    let (w, h) = ((cursor + margin) as usize, (size * 1.1 + 2.0 * margin) as usize);
+    let mut cov = Coverage::new(w, h);
+    for (d, &(x, y, sz)) in digits.iter().zip(&placements) {
+        cov.draw(d, x, y, sz, 0.0);
+    }
+    finish(cov, Style::Canvas, size, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seven() -> Vec<u8> {
+        let mut d = vec![0u8; 784];
+        for x in 6..22 {
+            d[6 * 28 + x] = 255;
+        }
+        for y in 6..23 {
+            d[y * 28 + 21 - (y - 6) / 3] = 255;
+        }
+        d
+    }
+
+    #[test]
+    fn every_style_decodes_to_an_image_with_ink() {
+        let mut rng = Rng::new(4);
+        for style in Style::ALL {
+            let bytes = render_digit(&seven(), style, &mut rng);
+            let n = crate::normalize(&bytes, &crate::Limits::default()).unwrap_or_else(|e| panic!("{style:?}: {e}"));
+            assert!(n.pixels.iter().sum::<f32>() > 5.0, "{style:?}");
+            assert_eq!(n.light_on_dark, style == Style::LightOnDark, "{style:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_segment_into_their_digits() {
+        let mut rng = Rng::new(5);
+        let d = seven();
+        let bytes = render_number(&[&d, &d, &d], &mut rng);
+        let img = crate::decode(&bytes, &crate::Limits::default()).unwrap();
+        let ink = crate::InkMap::from_rgba(&img).unwrap();
+        assert_eq!(crate::segment(&ink).len(), 3);
+    }
+}
