@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 fn parse_arch(s: &str) -> Result<Architecture, String> {
-    Architecture::parse(s).ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref or mlp)"))
+    Architecture::parse(s)
+        .ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref or mlp)"))
 }
 
 #[derive(Args)]
@@ -53,8 +54,10 @@ impl Observer for Bars {
         let bar = self.bar.get_or_insert_with(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  eta {eta}")
-                    .expect("static template"),
+                ProgressStyle::with_template(
+                    "epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  eta {eta}",
+                )
+                .expect("static template"),
             );
             b.set_prefix(format!("{}/{epochs}", epoch + 1));
             b
@@ -87,7 +90,9 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         Some(n) => data.train.take(n + args.validation),
         None => data.train,
     };
-    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/{}.safetensors", args.model)));
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}.safetensors", args.model)));
     let ckpt = PathBuf::from(format!("{}.ckpt", out.display()));
     let mut trainer = if args.resume && ckpt.exists() {
         let t = Trainer::resume(&ckpt)?;
@@ -98,7 +103,11 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
             t.model.architecture(),
             args.model
         );
-        println!("resuming {} after epoch {}", ckpt.display(), t.progress.epochs_done);
+        println!(
+            "resuming {} after epoch {}",
+            ckpt.display(),
+            t.progress.epochs_done
+        );
         t
     } else {
         let mut config = args.model.default_training();
@@ -122,7 +131,12 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
     );
     let epochs = trainer.model.meta.training.epochs;
     let start = std::time::Instant::now();
-    trainer.run(&split, &mut Bars { bar: None, epochs }, Some(&ckpt), args.max_batches)?;
+    trainer.run(
+        &split,
+        &mut Bars { bar: None, epochs },
+        Some(&ckpt),
+        args.max_batches,
+    )?;
     let mut model = trainer.finish(&split.validation);
     let test = evaluate(&mut model, &data.test);
     model.meta.test_accuracy = Some(test.accuracy);
@@ -178,9 +192,15 @@ fn print_evaluation(name: &str, e: &Evaluation) {
         e.seconds, e.images, e.images_per_second
     );
     println!("confusion matrix (rows: true digit, columns: predicted)");
-    println!("      {}", (0..10).map(|d| format!("{d:>5}")).collect::<String>());
+    println!(
+        "      {}",
+        (0..10).map(|d| format!("{d:>5}")).collect::<String>()
+    );
     for (t, row) in e.confusion.iter().enumerate() {
-        println!("  {t:>2}  {}", row.iter().map(|n| format!("{n:>5}")).collect::<String>());
+        println!(
+            "  {t:>2}  {}",
+            row.iter().map(|n| format!("{n:>5}")).collect::<String>()
+        );
     }
     println!("\ndigit  precision  recall     f1  support");
     for c in &e.per_class {
@@ -210,9 +230,16 @@ pub enum BenchCommand {
 
 pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
     match cmd {
-        BenchCommand::Train { model, batches, json } => {
+        BenchCommand::Train {
+            model,
+            batches,
+            json,
+        } => {
             anyhow::ensure!(batches > 0, "--batches must be at least 1");
-            let train: Digits = dir.load().context("the benchmark trains on real MNIST images")?.train;
+            let train: Digits = dir
+                .load()
+                .context("the benchmark trains on real MNIST images")?
+                .train;
             let ips = bench_train(model, &train, batches, 1);
             if json {
                 println!(
@@ -221,7 +248,9 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                         "batch_size": model.default_training().batch_size, "images_per_second": ips})
                 );
             } else {
-                println!("{model}: {ips:.0} training images/s ({threads} threads, {batches} batches)");
+                println!(
+                    "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches)"
+                );
             }
             Ok(())
         }

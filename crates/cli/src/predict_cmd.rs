@@ -49,9 +49,9 @@ fn expand(inputs: &[String]) -> Vec<Result<String, String>> {
                     let mut files: Vec<PathBuf> = entries
                         .filter_map(|e| e.ok().map(|e| e.path()))
                         .filter(|f| {
-                            f.extension()
-                                .and_then(|e| e.to_str())
-                                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                            f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                                IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                            })
                         })
                         .collect();
                     files.sort();
@@ -72,7 +72,9 @@ fn read_input(name: &str, limits: &Limits) -> Result<Vec<u8>> {
     if name == "-" {
         std::io::stdin().take(cap).read_to_end(&mut bytes)?;
     } else {
-        std::fs::File::open(name)?.take(cap).read_to_end(&mut bytes)?;
+        std::fs::File::open(name)?
+            .take(cap)
+            .read_to_end(&mut bytes)?;
     }
     Ok(bytes)
 }
@@ -81,12 +83,23 @@ fn ascii(pixels: &[f32]) -> String {
     const RAMP: &[u8] = b" .:-=+*#%@";
     pixels
         .chunks(28)
-        .map(|row| row.iter().map(|&v| RAMP[((v * 9.0).round() as usize).min(9)] as char).collect::<String>() + "\n")
+        .map(|row| {
+            row.iter()
+                .map(|&v| RAMP[((v * 9.0).round() as usize).min(9)] as char)
+                .collect::<String>()
+                + "\n"
+        })
         .collect()
 }
 
 fn top_k(r: &Reading, k: usize) -> Vec<(u8, f32)> {
-    let mut idx: Vec<(u8, f32)> = r.prediction.probabilities.iter().enumerate().map(|(d, &p)| (d as u8, p)).collect();
+    let mut idx: Vec<(u8, f32)> = r
+        .prediction
+        .probabilities
+        .iter()
+        .enumerate()
+        .map(|(d, &p)| (d as u8, p))
+        .collect();
     idx.sort_by(|a, b| b.1.total_cmp(&a.1));
     idx.truncate(k.clamp(1, 10));
     idx
@@ -111,9 +124,16 @@ fn print_digit(name: &str, r: &Reading, args: &PredictArgs) {
         return;
     }
     let flag = if r.uncertain { " uncertain" } else { "" };
-    let mut line = format!("{name}: {} ({:.1}%){flag}", r.prediction.digit, 100.0 * r.prediction.confidence);
+    let mut line = format!(
+        "{name}: {} ({:.1}%){flag}",
+        r.prediction.digit,
+        100.0 * r.prediction.confidence
+    );
     if args.top > 1 {
-        let rest: Vec<String> = top_k(r, args.top).iter().map(|(d, p)| format!("{d} {:.1}%", 100.0 * p)).collect();
+        let rest: Vec<String> = top_k(r, args.top)
+            .iter()
+            .map(|(d, p)| format!("{d} {:.1}%", 100.0 * p))
+            .collect();
         line += &format!("  [{}]", rest.join(", "));
     }
     println!("{line}");
@@ -125,12 +145,24 @@ fn print_digit(name: &str, r: &Reading, args: &PredictArgs) {
 fn print_number(name: &str, n: &NumberReading, args: &PredictArgs) {
     if args.json {
         let digits: Vec<_> = n.digits.iter().map(|d| digit_json(d, args.top)).collect();
-        println!("{}", json!({"file": name, "number": n.text, "confidence": n.confidence, "uncertain": n.uncertain, "digits": digits}));
+        println!(
+            "{}",
+            json!({"file": name, "number": n.text, "confidence": n.confidence, "uncertain": n.uncertain, "digits": digits})
+        );
         return;
     }
     let flag = if n.uncertain { " uncertain" } else { "" };
-    let each: Vec<String> = n.digits.iter().map(|d| format!("{:.1}%", 100.0 * d.prediction.confidence)).collect();
-    println!("{name}: {} ({:.1}%; digits {}){flag}", n.text, 100.0 * n.confidence, each.join(" "));
+    let each: Vec<String> = n
+        .digits
+        .iter()
+        .map(|d| format!("{:.1}%", 100.0 * d.prediction.confidence))
+        .collect();
+    println!(
+        "{name}: {} ({:.1}%; digits {}){flag}",
+        n.text,
+        100.0 * n.confidence,
+        each.join(" ")
+    );
     if args.show {
         for d in &n.digits {
             print!("{}", ascii(&d.normalized.pixels));
@@ -144,8 +176,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let mut failures = 0;
     for input in expand(&args.inputs) {
         let result = input.map_err(anyhow::Error::msg).and_then(|name| {
-            let bytes = read_input(&name, &limits).with_context(|| format!("{name}: cannot read"))?;
-            let shown = if name == "-" { "<stdin>".to_string() } else { name.clone() };
+            let bytes =
+                read_input(&name, &limits).with_context(|| format!("{name}: cannot read"))?;
+            let shown = if name == "-" {
+                "<stdin>".to_string()
+            } else {
+                name.clone()
+            };
             if args.number {
                 let n = read_number(&mut model, &bytes, &limits).with_context(|| shown.clone())?;
                 print_number(&shown, &n, &args);
@@ -192,14 +229,22 @@ pub struct RealworldArgs {
 }
 
 /// Runs `task(i, model)` for `0..n` in parallel, one model copy per worker.
-fn parallel<T: Send>(model: &Model, n: usize, bar: &ProgressBar, task: impl Fn(usize, &mut Model) -> T + Sync) -> Vec<T> {
+fn parallel<T: Send>(
+    model: &Model,
+    n: usize,
+    bar: &ProgressBar,
+    task: impl Fn(usize, &mut Model) -> T + Sync,
+) -> Vec<T> {
     (0..n)
         .into_par_iter()
-        .map_init(|| model.clone(), |m, i| {
-            let out = task(i, m);
-            bar.inc(1);
-            out
-        })
+        .map_init(
+            || model.clone(),
+            |m, i| {
+                let out = task(i, m);
+                bar.inc(1);
+                out
+            },
+        )
         .collect()
 }
 
@@ -226,11 +271,20 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
             let idx = (si * args.per_style + i) % test.len();
             let mut rng = Rng::derive(args.seed, &[si as u64, i as u64]);
             let bytes = render_digit(test.image(idx), *style, &mut rng);
-            let got = read_digit(m, &bytes, &limits).map(|r| r.prediction.digit.to_string()).unwrap_or_else(|_| "none".into());
+            let got = read_digit(m, &bytes, &limits)
+                .map(|r| r.prediction.digit.to_string())
+                .unwrap_or_else(|_| "none".into());
             let ok = got == test.labels[idx].to_string();
             if !ok {
                 let ext = if *style == Style::Jpeg { "jpg" } else { "png" };
-                save(format!("{}-test{idx}-is{}-read{got}.{ext}", style.name(), test.labels[idx]), &bytes);
+                save(
+                    format!(
+                        "{}-test{idx}-is{}-read{got}.{ext}",
+                        style.name(),
+                        test.labels[idx]
+                    ),
+                    &bytes,
+                );
             }
             ok
         });
@@ -242,9 +296,14 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
         let len = 2 + rng.below(5);
         let idx: Vec<usize> = (0..len).map(|_| rng.below(test.len())).collect();
         let digits: Vec<&[u8]> = idx.iter().map(|&j| test.image(j)).collect();
-        let want: String = idx.iter().map(|&j| char::from(b'0' + test.labels[j])).collect();
+        let want: String = idx
+            .iter()
+            .map(|&j| char::from(b'0' + test.labels[j]))
+            .collect();
         let bytes = render_number(&digits, &mut rng);
-        let got = read_number(m, &bytes, &limits).map(|n| n.text).unwrap_or_else(|_| "none".into());
+        let got = read_number(m, &bytes, &limits)
+            .map(|n| n.text)
+            .unwrap_or_else(|_| "none".into());
         if got != want {
             save(format!("number{i}-is{want}-read{got}.png"), &bytes);
         }
@@ -257,7 +316,12 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     if args.json {
         let styles: serde_json::Map<String, serde_json::Value> = rows
             .iter()
-            .map(|(n, c, t)| (n.clone(), json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64})))
+            .map(|(n, c, t)| {
+                (
+                    n.clone(),
+                    json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64}),
+                )
+            })
             .collect();
         println!(
             "{}",
@@ -269,9 +333,16 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     } else {
         println!("{:<14} {:>9}", "style", "accuracy");
         for (n, c, t) in &rows {
-            println!("{n:<14} {:>8.2}%  ({c}/{t})", 100.0 * *c as f64 / (*t).max(1) as f64);
+            println!(
+                "{n:<14} {:>8.2}%  ({c}/{t})",
+                100.0 * *c as f64 / (*t).max(1) as f64
+            );
         }
-        println!("{:<14} {:>8.2}%  ({digits_correct}/{digits_total})", "all digits", 100.0 * digits_correct as f64 / digits_total.max(1) as f64);
+        println!(
+            "{:<14} {:>8.2}%  ({digits_correct}/{digits_total})",
+            "all digits",
+            100.0 * digits_correct as f64 / digits_total.max(1) as f64
+        );
         println!(
             "{:<14} {:>8.2}%  ({numbers_correct}/{} read exactly)",
             "numbers",

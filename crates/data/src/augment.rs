@@ -29,9 +29,14 @@ impl Default for Augment {
 impl Augment {
     /// Writes a randomly transformed copy of `src` (784 bytes), scaled to [0, 1], into `dst`.
     pub fn apply(&self, src: &[u8], dst: &mut [f32], rng: &mut Rng) {
-        let angle = rng.range(-self.rotation_deg, self.rotation_deg).to_radians();
+        let angle = rng
+            .range(-self.rotation_deg, self.rotation_deg)
+            .to_radians();
         let scale = 1.0 + rng.range(-self.scale, self.scale);
-        let (dx, dy) = (rng.range(-self.shift, self.shift), rng.range(-self.shift, self.shift));
+        let (dx, dy) = (
+            rng.range(-self.shift, self.shift),
+            rng.range(-self.shift, self.shift),
+        );
         warp(src, dst, angle, scale, dx, dy);
     }
 }

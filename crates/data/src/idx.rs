@@ -28,7 +28,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     GzDecoder::new(raw.as_slice())
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
-        .map_err(|e| DataError::malformed(path, format!("gzip stream is damaged or truncated: {e}")))?;
+        .map_err(|e| {
+            DataError::malformed(path, format!("gzip stream is damaged or truncated: {e}"))
+        })?;
     if out.len() as u64 > MAX_DECOMPRESSED {
         return Err(DataError::malformed(
             path,
@@ -43,7 +45,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if bytes.len() < 4 {
         return Err(DataError::malformed(
             path,
-            format!("truncated: {} bytes, too short for an IDX header", bytes.len()),
+            format!(
+                "truncated: {} bytes, too short for an IDX header",
+                bytes.len()
+            ),
         ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
@@ -58,18 +63,27 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if bytes[2] != TYPE_U8 {
         return Err(DataError::malformed(
             path,
-            format!("IDX value type 0x{:02x} is not unsigned bytes (0x08)", bytes[2]),
+            format!(
+                "IDX value type 0x{:02x} is not unsigned bytes (0x08)",
+                bytes[2]
+            ),
         ));
     }
     let ndims = bytes[3] as usize;
     if ndims == 0 {
-        return Err(DataError::malformed(path, "IDX header declares zero dimensions"));
+        return Err(DataError::malformed(
+            path,
+            "IDX header declares zero dimensions",
+        ));
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
         return Err(DataError::malformed(
             path,
-            format!("truncated: header needs {header} bytes, file has {}", bytes.len()),
+            format!(
+                "truncated: header needs {header} bytes, file has {}",
+                bytes.len()
+            ),
         ));
     }
     let dims: Vec<usize> = bytes[4..header]
@@ -90,7 +104,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if body > expected {
         return Err(DataError::malformed(
             path,
-            format!("{} unexpected trailing bytes after the data of dimensions {dims:?}", body - expected),
+            format!(
+                "{} unexpected trailing bytes after the data of dimensions {dims:?}",
+                body - expected
+            ),
         ));
     }
     Ok(IdxArray {
@@ -120,7 +137,10 @@ pub fn check_pair(images: &Path, img: &IdxArray, labels: &Path, lab: &IdxArray) 
     if lab.dims.len() != 1 {
         return Err(DataError::malformed(
             labels,
-            format!("expected a 1-dimensional label file, found dimensions {:?}", lab.dims),
+            format!(
+                "expected a 1-dimensional label file, found dimensions {:?}",
+                lab.dims
+            ),
         ));
     }
     if img.dims[0] != lab.dims[0] {
@@ -133,7 +153,10 @@ pub fn check_pair(images: &Path, img: &IdxArray, labels: &Path, lab: &IdxArray) 
         )));
     }
     if let Some(bad) = lab.data.iter().find(|&&l| l as usize >= crate::CLASSES) {
-        return Err(DataError::malformed(labels, format!("label {bad} is not a digit 0-9")));
+        return Err(DataError::malformed(
+            labels,
+            format!("label {bad} is not a digit 0-9"),
+        ));
     }
     Ok(())
 }
@@ -162,7 +185,10 @@ mod tests {
     }
 
     fn images(n: usize) -> Vec<u8> {
-        encode(&[n, 28, 28], &(0..n * 784).map(|i| (i % 251) as u8).collect::<Vec<_>>())
+        encode(
+            &[n, 28, 28],
+            &(0..n * 784).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
@@ -190,11 +216,17 @@ mod tests {
     fn truncated_header_and_wrong_magic() {
         let err = parse(Path::new("h"), &[0, 0]).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
-        let err = parse(Path::new("h"), &[0, 0, 8, 3, 0, 0]).unwrap_err().to_string();
+        let err = parse(Path::new("h"), &[0, 0, 8, 3, 0, 0])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("truncated"), "{err}");
-        let err = parse(Path::new("m"), b"PNG\x89rest").unwrap_err().to_string();
+        let err = parse(Path::new("m"), b"PNG\x89rest")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("wrong magic"), "{err}");
-        let err = parse(Path::new("t"), &[0, 0, 0x0d, 1, 0, 0, 0, 0]).unwrap_err().to_string();
+        let err = parse(Path::new("t"), &[0, 0, 0x0d, 1, 0, 0, 0, 0])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("0x0d"), "{err}");
     }
 
@@ -202,7 +234,10 @@ mod tests {
     fn trailing_bytes_rejected() {
         let mut bytes = encode(&[2], &[1, 2]);
         bytes.push(9);
-        assert!(parse(Path::new("l"), &bytes).unwrap_err().to_string().contains("trailing"));
+        assert!(parse(Path::new("l"), &bytes)
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
     }
 
     #[test]
@@ -220,7 +255,10 @@ mod tests {
         let img = write(dir.path(), "img", &images(3));
         let lab = write(dir.path(), "lab", &encode(&[2], &[1, 2]));
         let err = read_pair(&img, &lab).unwrap_err().to_string();
-        assert!(err.contains("mismatch") && err.contains("3 images") && err.contains("2 labels"), "{err}");
+        assert!(
+            err.contains("mismatch") && err.contains("3 images") && err.contains("2 labels"),
+            "{err}"
+        );
         let lab = write(dir.path(), "lab2", &encode(&[3], &[1, 2, 12]));
         let err = read_pair(&img, &lab).unwrap_err().to_string();
         assert!(err.contains("label 12"), "{err}");
@@ -233,6 +271,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = write(dir.path(), "img", &encode(&[2, 4, 4], &[0; 32]));
         let lab = write(dir.path(), "lab", &encode(&[2], &[1, 2]));
-        assert!(read_pair(&img, &lab).unwrap_err().to_string().contains("N x 28 x 28"));
+        assert!(read_pair(&img, &lab)
+            .unwrap_err()
+            .to_string()
+            .contains("N x 28 x 28"));
     }
 }

@@ -68,7 +68,10 @@ pub struct DataDir {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl DataDir {
@@ -133,7 +136,10 @@ impl DataDir {
             .map(|spec| FileStatus {
                 name: spec.name,
                 path: self.locate(spec.name),
-                result: self.read(spec.name).map(|a| a.dims[0]).map_err(|e| e.to_string()),
+                result: self
+                    .read(spec.name)
+                    .map(|a| a.dims[0])
+                    .map_err(|e| e.to_string()),
             })
             .collect()
     }
@@ -207,7 +213,13 @@ impl DataDir {
 
     /// Streams one URL into a temporary file beside the target, verifies it, then renames it
     /// into place, so an interrupted or corrupt download never looks like a good file.
-    fn download_one(&self, agent: &ureq::Agent, url: &str, name: &str, progress: bool) -> Result<(), String> {
+    fn download_one(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        name: &str,
+        progress: bool,
+    ) -> Result<(), String> {
         let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
         let total = resp
             .headers()
@@ -220,8 +232,10 @@ impl DataDir {
             indicatif::ProgressBar::hidden()
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg:28} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{msg:28} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("static template"),
         );
         bar.set_message(name.to_string());
         let mut tmp = tempfile::NamedTempFile::new_in(&self.path).map_err(|e| e.to_string())?;
@@ -229,7 +243,9 @@ impl DataDir {
         let mut buf = vec![0u8; 1 << 16];
         let mut received = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|e| format!("download interrupted: {e}"))?;
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| format!("download interrupted: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -245,7 +261,9 @@ impl DataDir {
         }
         tmp.as_file().sync_all().map_err(|e| e.to_string())?;
         read_verified(tmp.path(), self.expected(name)).map_err(|e| match e {
-            DataError::Checksum { actual, expected, .. } => {
+            DataError::Checksum {
+                actual, expected, ..
+            } => {
                 format!("downloaded file has SHA-256 {actual}, expected {expected}")
             }
             other => other.to_string(),

@@ -12,7 +12,11 @@ pub struct Digits {
 
 impl Digits {
     pub fn new(images: Vec<u8>, labels: Vec<u8>) -> Self {
-        assert_eq!(images.len(), labels.len() * PIXELS, "images and labels disagree");
+        assert_eq!(
+            images.len(),
+            labels.len() * PIXELS,
+            "images and labels disagree"
+        );
         Digits { images, labels }
     }
 
@@ -40,7 +44,10 @@ impl Digits {
     /// The first `n` images (all of them when `n` is larger).
     pub fn take(&self, n: usize) -> Digits {
         let n = n.min(self.len());
-        Digits::new(self.images[..n * PIXELS].to_vec(), self.labels[..n].to_vec())
+        Digits::new(
+            self.images[..n * PIXELS].to_vec(),
+            self.labels[..n].to_vec(),
+        )
     }
 }
 
@@ -99,7 +106,14 @@ mod tests {
         assert_eq!(a.validation, b.validation);
         assert_ne!(a.validation, c.validation);
         assert_eq!(a.train.len(), 40);
-        let mut ids: Vec<u8> = a.train.images.iter().step_by(PIXELS).chain(a.validation.images.iter().step_by(PIXELS)).copied().collect();
+        let mut ids: Vec<u8> = a
+            .train
+            .images
+            .iter()
+            .step_by(PIXELS)
+            .chain(a.validation.images.iter().step_by(PIXELS))
+            .copied()
+            .collect();
         ids.sort();
         assert_eq!(ids, (0..50).collect::<Vec<u8>>());
         // Labels travel with their images.
@@ -110,7 +124,10 @@ mod tests {
 
     #[test]
     fn split_too_large_is_an_error() {
-        assert!(split(&toy(5), 5, 0).unwrap_err().to_string().contains("nothing to train"));
+        assert!(split(&toy(5), 5, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("nothing to train"));
     }
 
     #[test]

@@ -41,14 +41,26 @@ fn serve(routes: HashMap<String, Reply>) -> String {
                 let reply = routes.get(&path).cloned().unwrap_or(Reply::NotFound);
                 let _ = match reply {
                     Reply::Ok(body) => {
-                        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                        stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body))
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        stream
+                            .write_all(head.as_bytes())
+                            .and_then(|_| stream.write_all(&body))
                     }
                     Reply::Truncated(body) => {
-                        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                        stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body[..body.len() / 2]))
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        stream
+                            .write_all(head.as_bytes())
+                            .and_then(|_| stream.write_all(&body[..body.len() / 2]))
                     }
-                    Reply::NotFound => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    Reply::NotFound => stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
                 };
             });
         }
@@ -76,13 +88,22 @@ fn fixtures() -> (HashMap<&'static str, Vec<u8>>, Vec<FileSpec>) {
     }
     let specs = FILES
         .iter()
-        .map(|s| FileSpec { name: s.name, sha256: Box::leak(sha256_hex(&files[s.name]).into_boxed_str()) })
+        .map(|s| FileSpec {
+            name: s.name,
+            sha256: Box::leak(sha256_hex(&files[s.name]).into_boxed_str()),
+        })
         .collect();
     (files, specs)
 }
 
-fn routes(files: &HashMap<&'static str, Vec<u8>>, replace: Option<(&str, Reply)>) -> HashMap<String, Reply> {
-    let mut r: HashMap<String, Reply> = files.iter().map(|(n, raw)| (format!("/{n}.gz"), Reply::Ok(gz(raw)))).collect();
+fn routes(
+    files: &HashMap<&'static str, Vec<u8>>,
+    replace: Option<(&str, Reply)>,
+) -> HashMap<String, Reply> {
+    let mut r: HashMap<String, Reply> = files
+        .iter()
+        .map(|(n, raw)| (format!("/{n}.gz"), Reply::Ok(gz(raw))))
+        .collect();
     if let Some((name, reply)) = replace {
         r.insert(format!("/{name}.gz"), reply);
     }
@@ -95,7 +116,7 @@ fn good_mirror_downloads_verifies_and_loads() {
     let url = serve(routes(&files, None));
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path()).with_checksums(specs);
-    let fetched = data.fetch(Some(&[url.clone()]), false).unwrap();
+    let fetched = data.fetch(Some(std::slice::from_ref(&url)), false).unwrap();
     assert_eq!(fetched.len(), 4);
     assert!(data.verify().iter().all(|s| s.result.is_ok()));
     let m = data.load().unwrap();
@@ -113,16 +134,26 @@ fn corrupt_file_is_rejected_and_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path()).with_checksums(specs);
     let err = data.fetch(Some(&[url]), false).unwrap_err().to_string();
-    assert!(err.contains("train-labels-idx1-ubyte") && err.contains("SHA-256"), "{err}");
+    assert!(
+        err.contains("train-labels-idx1-ubyte") && err.contains("SHA-256"),
+        "{err}"
+    );
     assert!(data.locate("train-labels-idx1-ubyte").is_none());
-    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with('.')));
 }
 
 #[test]
 fn truncated_download_is_an_error() {
     let (files, specs) = fixtures();
     let body = gz(&files["t10k-images-idx3-ubyte"]);
-    let url = serve(routes(&files, Some(("t10k-images-idx3-ubyte", Reply::Truncated(body)))));
+    let url = serve(routes(
+        &files,
+        Some(("t10k-images-idx3-ubyte", Reply::Truncated(body))),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path()).with_checksums(specs);
     let err = data.fetch(Some(&[url]), false).unwrap_err().to_string();
@@ -133,16 +164,30 @@ fn truncated_download_is_an_error() {
 #[test]
 fn missing_file_falls_back_to_the_next_mirror() {
     let (files, specs) = fixtures();
-    let broken = serve(routes(&files, Some(("train-images-idx3-ubyte", Reply::NotFound))));
+    let broken = serve(routes(
+        &files,
+        Some(("train-images-idx3-ubyte", Reply::NotFound)),
+    ));
     let good = serve(routes(&files, None));
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path()).with_checksums(specs.clone());
-    assert_eq!(data.fetch(Some(&[broken.clone(), good]), false).unwrap().len(), 4);
+    assert_eq!(
+        data.fetch(Some(&[broken.clone(), good]), false)
+            .unwrap()
+            .len(),
+        4
+    );
 
     let dir2 = tempfile::tempdir().unwrap();
     let only_broken = DataDir::new(dir2.path()).with_checksums(specs);
-    let err = only_broken.fetch(Some(&[broken]), false).unwrap_err().to_string();
-    assert!(err.contains("404") && err.contains("train-images-idx3-ubyte"), "{err}");
+    let err = only_broken
+        .fetch(Some(&[broken]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("train-images-idx3-ubyte"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -157,15 +202,25 @@ fn damaged_local_file_fails_verification_with_its_name() {
     std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &labels).unwrap();
     let data = DataDir::new(dir.path()).with_checksums(specs);
     let err = data.load().unwrap_err().to_string();
-    assert!(err.contains("t10k-labels-idx1-ubyte") && err.contains("SHA-256"), "{err}");
-    let bad: Vec<_> = data.verify().into_iter().filter(|s| s.result.is_err()).map(|s| s.name).collect();
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte") && err.contains("SHA-256"),
+        "{err}"
+    );
+    let bad: Vec<_> = data
+        .verify()
+        .into_iter()
+        .filter(|s| s.result.is_err())
+        .map(|s| s.name)
+        .collect();
     assert_eq!(bad, vec!["t10k-labels-idx1-ubyte"]);
 }
 
 #[test]
 fn real_mnist_when_available() {
     // CI points DIGITS_DATA_DIR at the real files; elsewhere there is nothing to check.
-    let Ok(dir) = std::env::var("DIGITS_DATA_DIR") else { return };
+    let Ok(dir) = std::env::var("DIGITS_DATA_DIR") else {
+        return;
+    };
     let m = DataDir::new(dir).load().unwrap();
     assert_eq!((m.train.len(), m.test.len()), (60_000, 10_000));
     assert_eq!(m.train.labels[..5], [5, 0, 4, 1, 9]);

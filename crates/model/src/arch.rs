@@ -32,8 +32,18 @@ impl Architecture {
     }
 
     pub fn layers(&self) -> Vec<LayerSpec> {
-        let conv = |filters, padding, bias, relu| LayerSpec::Conv2d { filters, kernel: 3, stride: 1, padding, bias, relu };
-        let bn = || LayerSpec::BatchNorm { momentum: 0.1, eps: 1e-5 };
+        let conv = |filters, padding, bias, relu| LayerSpec::Conv2d {
+            filters,
+            kernel: 3,
+            stride: 1,
+            padding,
+            bias,
+            relu,
+        };
+        let bn = || LayerSpec::BatchNorm {
+            momentum: 0.1,
+            eps: 1e-5,
+        };
         let dense = |units, relu| LayerSpec::Dense { units, relu };
         let drop = |rate| LayerSpec::Dropout { rate };
         let pool = LayerSpec::MaxPool2d { size: 2 };
@@ -86,7 +96,11 @@ impl Architecture {
                 batch_size: 128,
                 learning_rate: 3e-3,
                 optimizer: OptimizerConfig::adamw(1e-4),
-                schedule: Schedule::OneCycle { warmup: 0.2, div: 10.0, final_div: 1000.0 },
+                schedule: Schedule::OneCycle {
+                    warmup: 0.2,
+                    div: 10.0,
+                    final_div: 1000.0,
+                },
                 label_smoothing: 0.0,
                 augment: Some(Augment::default()),
             },
@@ -105,9 +119,17 @@ impl Architecture {
                 batch_size: 128,
                 learning_rate: 2e-3,
                 optimizer: OptimizerConfig::adamw(1e-4),
-                schedule: Schedule::OneCycle { warmup: 0.2, div: 10.0, final_div: 1000.0 },
+                schedule: Schedule::OneCycle {
+                    warmup: 0.2,
+                    div: 10.0,
+                    final_div: 1000.0,
+                },
                 label_smoothing: 0.0,
-                augment: Some(Augment { rotation_deg: 8.0, scale: 0.08, shift: 1.5 }),
+                augment: Some(Augment {
+                    rotation_deg: 8.0,
+                    scale: 0.08,
+                    shift: 1.5,
+                }),
             },
         }
     }

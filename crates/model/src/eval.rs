@@ -49,13 +49,35 @@ pub fn evaluate(model: &mut Model, set: &Digits) -> Evaluation {
             let tp = confusion[d][d] as f32;
             let predicted: usize = (0..10).map(|t| confusion[t][d]).sum();
             let support: usize = confusion[d].iter().sum();
-            let precision = if predicted > 0 { tp / predicted as f32 } else { 0.0 };
-            let recall = if support > 0 { tp / support as f32 } else { 0.0 };
-            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-            ClassScores { digit: d as u8, precision, recall, f1, support }
+            let precision = if predicted > 0 {
+                tp / predicted as f32
+            } else {
+                0.0
+            };
+            let recall = if support > 0 {
+                tp / support as f32
+            } else {
+                0.0
+            };
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassScores {
+                digit: d as u8,
+                precision,
+                recall,
+                f1,
+                support,
+            }
         })
         .collect();
-    let confidences: Vec<(f32, bool)> = predictions.iter().zip(&set.labels).map(|(p, &l)| (p.confidence, p.digit == l)).collect();
+    let confidences: Vec<(f32, bool)> = predictions
+        .iter()
+        .zip(&set.labels)
+        .map(|(p, &l)| (p.confidence, p.digit == l))
+        .collect();
     Evaluation {
         images: n,
         accuracy: correct as f32 / n.max(1) as f32,
@@ -82,14 +104,20 @@ pub fn expected_calibration_error(confidence_and_correct: &[(f32, bool)]) -> f32
         hits[b] += f64::from(u8::from(ok));
     }
     let n = confidence_and_correct.len().max(1) as f64;
-    (0..BINS).map(|b| (conf[b] - hits[b]).abs() / n).sum::<f64>() as f32
+    (0..BINS)
+        .map(|b| (conf[b] - hits[b]).abs() / n)
+        .sum::<f64>() as f32
 }
 
 /// Mean negative log-likelihood of `labels` under softmax(logits / t).
 fn nll(logits: &[f32], labels: &[u8], t: f32) -> f64 {
     let mut p: Vec<f32> = logits.iter().map(|v| v / t).collect();
     softmax_in_place(&mut p, 10);
-    let total: f64 = p.chunks_exact(10).zip(labels).map(|(row, &l)| -(row[l as usize].max(1e-30) as f64).ln()).sum();
+    let total: f64 = p
+        .chunks_exact(10)
+        .zip(labels)
+        .map(|(row, &l)| -(row[l as usize].max(1e-30) as f64).ln())
+        .sum();
     total / labels.len().max(1) as f64
 }
 

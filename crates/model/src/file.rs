@@ -91,26 +91,41 @@ fn digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>) -
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn write_file(path: &Path, kind: &str, meta: &impl Serialize, state: Option<String>, tensors: &[Tensor]) -> Result<()> {
+fn write_file(
+    path: &Path,
+    kind: &str,
+    meta: &impl Serialize,
+    state: Option<String>,
+    tensors: &[Tensor],
+) -> Result<()> {
     let mut header = HashMap::new();
     header.insert(KEY_FORMAT.to_string(), FORMAT_VERSION.to_string());
     header.insert(KEY_KIND.to_string(), kind.to_string());
-    header.insert(KEY_META.to_string(), serde_json::to_string(meta).expect("metadata serialises"));
+    header.insert(
+        KEY_META.to_string(),
+        serde_json::to_string(meta).expect("metadata serialises"),
+    );
     if let Some(s) = state {
         header.insert(KEY_STATE.to_string(), s);
     }
     header.insert(
         KEY_SHA.to_string(),
-        digest(tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), t.bytes.as_slice()))),
+        digest(
+            tensors
+                .iter()
+                .map(|t| (t.name.as_str(), t.shape.as_slice(), t.bytes.as_slice())),
+        ),
     );
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|t| {
-            let view = TensorView::new(Dtype::F32, t.shape.clone(), &t.bytes).expect("shape matches data");
+            let view =
+                TensorView::new(Dtype::F32, t.shape.clone(), &t.bytes).expect("shape matches data");
             (t.name.clone(), view)
         })
         .collect();
-    let bytes = safetensors::serialize(views, Some(header)).map_err(|e| ModelError::invalid(path, e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(header))
+        .map_err(|e| ModelError::invalid(path, e.to_string()))?;
     write_atomic(path, &bytes)
 }
 
@@ -127,15 +142,20 @@ fn read_file(path: &Path, kind: &str) -> Result<Loaded> {
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_FILE {
-        return Err(ModelError::invalid(path, format!("{len} bytes is far too large for a model file")));
+        return Err(ModelError::invalid(
+            path,
+            format!("{len} bytes is far too large for a model file"),
+        ));
     }
     parse_file(path, kind, &std::fs::read(path).map_err(io)?)
 }
 
 /// Verifies file contents; `path` names the origin in errors.
 fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
-    let not_ours = |why: String| ModelError::invalid(path, format!("not a digits {kind} file: {why}"));
-    let st = SafeTensors::deserialize(bytes).map_err(|e| not_ours(format!("unreadable safetensors data ({e})")))?;
+    let not_ours =
+        |why: String| ModelError::invalid(path, format!("not a digits {kind} file: {why}"));
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| not_ours(format!("unreadable safetensors data ({e})")))?;
     let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| not_ours(e.to_string()))?;
     let header = md.metadata().clone().unwrap_or_default();
     match header.get(KEY_FORMAT) {
@@ -158,13 +178,23 @@ fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
     let mut raw = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(ModelError::invalid(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            return Err(ModelError::invalid(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
         }
         raw.push((name.clone(), view.shape().to_vec(), view.data().to_vec()));
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         tensors.insert(name, (view.shape().to_vec(), values));
     }
-    let actual = digest(raw.iter().map(|(n, s, b)| (n.as_str(), s.as_slice(), b.as_slice())));
+    let actual = digest(
+        raw.iter()
+            .map(|(n, s, b)| (n.as_str(), s.as_slice(), b.as_slice())),
+    );
     let expected = header.get(KEY_SHA).cloned().unwrap_or_default();
     if actual != expected {
         return Err(ModelError::invalid(
@@ -175,22 +205,34 @@ fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
     Ok(Loaded { header, tensors })
 }
 
-fn parse_json<T: DeserializeOwned>(path: &Path, header: &HashMap<String, String>, key: &str) -> Result<T> {
+fn parse_json<T: DeserializeOwned>(
+    path: &Path,
+    header: &HashMap<String, String>,
+    key: &str,
+) -> Result<T> {
     let text = header
         .get(key)
         .ok_or_else(|| ModelError::invalid(path, format!("header entry {key} is missing")))?;
-    serde_json::from_str(text).map_err(|e| ModelError::invalid(path, format!("header entry {key} is invalid: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| ModelError::invalid(path, format!("header entry {key} is invalid: {e}")))
 }
 
 fn network_tensors(net: &Network) -> Vec<Tensor> {
-    net.params().map(|p| tensor(&p.name, p.shape.clone(), &p.value)).collect()
+    net.params()
+        .map(|p| tensor(&p.name, p.shape.clone(), &p.value))
+        .collect()
 }
 
 /// Rebuilds the network the metadata describes and fills in its parameters, checking that the
 /// file holds exactly the expected tensors with the expected shapes and finite values.
-fn restore_network(path: &Path, meta: &ModelMeta, tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Network> {
-    let mut net = Network::new(INPUT, &meta.layers, meta.seed)
-        .map_err(|e| ModelError::invalid(path, format!("the stored architecture is invalid: {e}")))?;
+fn restore_network(
+    path: &Path,
+    meta: &ModelMeta,
+    tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>,
+) -> Result<Network> {
+    let mut net = Network::new(INPUT, &meta.layers, meta.seed).map_err(|e| {
+        ModelError::invalid(path, format!("the stored architecture is invalid: {e}"))
+    })?;
     for p in net.params_mut() {
         let (shape, values) = tensors
             .remove(&p.name)
@@ -198,11 +240,17 @@ fn restore_network(path: &Path, meta: &ModelMeta, tensors: &mut HashMap<String, 
         if shape != p.shape {
             return Err(ModelError::invalid(
                 path,
-                format!("tensor {} has shape {shape:?}, the architecture needs {:?}", p.name, p.shape),
+                format!(
+                    "tensor {} has shape {shape:?}, the architecture needs {:?}",
+                    p.name, p.shape
+                ),
             ));
         }
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::invalid(path, format!("tensor {} holds NaN or infinite values", p.name)));
+            return Err(ModelError::invalid(
+                path,
+                format!("tensor {} holds NaN or infinite values", p.name),
+            ));
         }
         p.value = values;
     }
@@ -211,7 +259,13 @@ fn restore_network(path: &Path, meta: &ModelMeta, tensors: &mut HashMap<String, 
 
 /// Saves a trained model.
 pub fn save(model: &Model, path: &Path) -> Result<()> {
-    write_file(path, "model", &model.meta, None, &network_tensors(&model.net))
+    write_file(
+        path,
+        "model",
+        &model.meta,
+        None,
+        &network_tensors(&model.net),
+    )
 }
 
 /// Loads and verifies a model file.
@@ -228,22 +282,39 @@ fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
     let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
     let net = restore_network(path, &meta, &mut loaded.tensors)?;
     if let Some(extra) = loaded.tensors.keys().next() {
-        return Err(ModelError::invalid(path, format!("unexpected tensor {extra}")));
+        return Err(ModelError::invalid(
+            path,
+            format!("unexpected tensor {extra}"),
+        ));
     }
     if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
-        return Err(ModelError::invalid(path, format!("temperature {} is not a positive number", meta.temperature)));
+        return Err(ModelError::invalid(
+            path,
+            format!("temperature {} is not a positive number", meta.temperature),
+        ));
     }
     Ok(Model { meta, net })
 }
 
 /// Saves a model with its optimiser and the caller's progress record `state`.
-pub fn save_checkpoint(path: &Path, model: &Model, optimizer: &Optimizer, state: &impl Serialize) -> Result<()> {
+pub fn save_checkpoint(
+    path: &Path,
+    model: &Model,
+    optimizer: &Optimizer,
+    state: &impl Serialize,
+) -> Result<()> {
     let mut tensors = network_tensors(&model.net);
     for (i, s) in optimizer.state.iter().enumerate() {
         tensors.push(tensor(&format!("optimizer.{i}"), vec![s.len()], s));
     }
     let state = serde_json::json!({ "optimizer_steps": optimizer.steps, "optimizer": optimizer.config, "progress": state });
-    write_file(path, "checkpoint", &model.meta, Some(state.to_string()), &tensors)
+    write_file(
+        path,
+        "checkpoint",
+        &model.meta,
+        Some(state.to_string()),
+        &tensors,
+    )
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`].
@@ -305,17 +376,26 @@ mod tests {
         flipped[at] ^= 0x40;
         std::fs::write(&p, &flipped).unwrap();
         let e = load(&p).unwrap_err().to_string();
-        assert!(e.contains("checksum mismatch") && e.contains("m.safetensors"), "{e}");
+        assert!(
+            e.contains("checksum mismatch") && e.contains("m.safetensors"),
+            "{e}"
+        );
 
         std::fs::write(&p, &good[..good.len() / 2]).unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("not a digits model file"), "{e}");
 
         std::fs::write(&p, b"").unwrap();
-        assert!(load(&p).unwrap_err().to_string().contains("not a digits model file"));
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a digits model file"));
 
         std::fs::write(&p, b"\x89PNG\r\n\x1a\n0000000000000000").unwrap();
-        assert!(load(&p).unwrap_err().to_string().contains("not a digits model file"));
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a digits model file"));
 
         let e = load(&dir.path().join("absent")).unwrap_err().to_string();
         assert!(e.contains("absent"), "{e}");
@@ -330,7 +410,10 @@ mod tests {
         opt.steps = 5;
         opt.state = vec![vec![1.0, 2.0], vec![3.0]];
         save_checkpoint(&p, &m, &opt, &42u32).unwrap();
-        assert!(load(&p).unwrap_err().to_string().contains("checkpoint file"));
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("checkpoint file"));
         let (m2, o2, s): (Model, Optimizer, u32) = load_checkpoint(&p).unwrap();
         assert_eq!((s, o2.steps, o2.state.clone()), (42, 5, opt.state));
         assert_eq!(m2.meta, m.meta);

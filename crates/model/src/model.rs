@@ -41,7 +41,10 @@ impl ModelMeta {
             validation_accuracy: None,
             test_accuracy: None,
             temperature: 1.0,
-            dataset_sha256: digits_data::mnist::FILES[..2].iter().map(|f| f.sha256.to_string()).collect(),
+            dataset_sha256: digits_data::mnist::FILES[..2]
+                .iter()
+                .map(|f| f.sha256.to_string())
+                .collect(),
         }
     }
 }
@@ -77,7 +80,8 @@ impl Model {
     /// A freshly initialised model.
     pub fn new(architecture: Architecture, training: TrainConfig, seed: u64) -> Self {
         let meta = ModelMeta::new(architecture, training, seed);
-        let net = Network::new(INPUT, &meta.layers, seed).expect("built-in architectures are valid");
+        let net =
+            Network::new(INPUT, &meta.layers, seed).expect("built-in architectures are valid");
         Model { meta, net }
     }
 
@@ -91,7 +95,10 @@ impl Model {
         let mut out = Vec::with_capacity(n * 10);
         for start in (0..n).step_by(PREDICT_BATCH) {
             let b = PREDICT_BATCH.min(n - start);
-            out.extend_from_slice(self.net.predict(&images[start * PIXELS..(start + b) * PIXELS], b));
+            out.extend_from_slice(
+                self.net
+                    .predict(&images[start * PIXELS..(start + b) * PIXELS], b),
+            );
         }
         out
     }
@@ -102,7 +109,9 @@ impl Model {
         let t = self.meta.temperature;
         p.iter_mut().for_each(|v| *v /= t);
         softmax_in_place(&mut p, 10);
-        p.chunks_exact(10).map(Prediction::from_probabilities).collect()
+        p.chunks_exact(10)
+            .map(Prediction::from_probabilities)
+            .collect()
     }
 
     /// Predictions for MNIST-layout byte images.

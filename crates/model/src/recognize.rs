@@ -27,45 +27,84 @@ pub struct NumberReading {
 
 fn reading(model: &mut Model, normalized: Normalized) -> Reading {
     let prediction = model.predict(&normalized.pixels).remove(0);
-    Reading { uncertain: prediction.confidence < UNCERTAIN_BELOW, prediction, normalized }
+    Reading {
+        uncertain: prediction.confidence < UNCERTAIN_BELOW,
+        prediction,
+        normalized,
+    }
 }
 
 /// Classifies an already normalised 28x28 input (784 values in 0..1).
 pub fn read_pixels(model: &mut Model, pixels: &[f32]) -> Reading {
-    reading(model, Normalized { pixels: pixels.to_vec(), bbox: [0, 0, 28, 28], light_on_dark: true })
+    reading(
+        model,
+        Normalized {
+            pixels: pixels.to_vec(),
+            bbox: [0, 0, 28, 28],
+            light_on_dark: true,
+        },
+    )
 }
 
 /// Reads the single digit an image file holds.
-pub fn read_digit(model: &mut Model, bytes: &[u8], limits: &Limits) -> Result<Reading, VisionError> {
+pub fn read_digit(
+    model: &mut Model,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Reading, VisionError> {
     Ok(reading(model, digits_vision::normalize(bytes, limits)?))
 }
 
-/// Cost (in nats) of every digit a reading claims: a cut or a split-off stroke must raise the
-/// joint confidence by more than this to be believed.
-const DIGIT_PENALTY: f32 = 0.7;
+/// Cost (in nats) of reading a piece less than 55% of the line's height as a digit.
+const SHORT_PENALTY: f32 = 8.0;
 
 /// Reads a number written on one line. Segmentation is settled by recognition: each blob is
 /// read whole or cut into pieces, and neighbouring blobs that nearly touch are also read as one
 /// digit (a broken stroke); dynamic programming keeps the reading with the best total of
-/// log-confidences minus [`DIGIT_PENALTY`] per digit.
-pub fn read_number(model: &mut Model, bytes: &[u8], limits: &Limits) -> Result<NumberReading, VisionError> {
+/// log-confidences (each extra digit multiplies in another confidence below one, so a cut must
+/// earn its place), where pieces too short to be digits cost [`SHORT_PENALTY`].
+pub fn read_number(
+    model: &mut Model,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<NumberReading, VisionError> {
     let ink = InkMap::from_rgba(&decode(bytes, limits)?)?;
     let segments = segment(&ink);
     let n = segments.len();
-    let line_height = segments.iter().map(|s| s.options[0][0].h).max().unwrap_or(0);
-    let mut read_all = |regions: &[digits_vision::Region]| -> Result<(f32, Vec<Reading>), VisionError> {
-        let readings = regions
-            .iter()
-            .map(|r| Ok(reading(model, ink.normalize(r)?)))
-            .collect::<Result<Vec<_>, VisionError>>()?;
-        let score = readings.iter().map(|r| r.prediction.confidence.max(1e-6).ln() - DIGIT_PENALTY).sum();
-        Ok((score, readings))
-    };
+    let line_height = segments
+        .iter()
+        .map(|s| s.options[0][0].h)
+        .max()
+        .unwrap_or(0);
+    let mut read_all =
+        |regions: &[digits_vision::Region]| -> Result<(f32, Vec<Reading>), VisionError> {
+            let readings = regions
+                .iter()
+                .map(|r| Ok(reading(model, ink.normalize(r)?)))
+                .collect::<Result<Vec<_>, VisionError>>()?;
+            let score = readings
+                .iter()
+                .zip(regions)
+                .map(|(r, region)| {
+                    // On a line of digits written alike, a piece much shorter than the line is a
+                    // stroke of a digit (the bar of a 5), not a digit of its own.
+                    let short = if region.h * 20 < line_height * 11 {
+                        SHORT_PENALTY
+                    } else {
+                        0.0
+                    };
+                    r.prediction.confidence.max(1e-6).ln() - short
+                })
+                .sum();
+            Ok((score, readings))
+        };
     // best[i]: the best reading of the first i segments.
     let mut best: Vec<Option<(f32, Vec<Reading>)>> = vec![None; n + 1];
     best[0] = Some((0.0, Vec::new()));
     for i in 0..n {
-        let Some((base, so_far)) = best[i].clone() else { continue };
+        let Some((base, so_far)) = best[i].clone() else {
+            continue;
+        };
         let mut offer = |to: usize, (score, readings): (f32, Vec<Reading>)| {
             let total = base + score;
             if best[to].as_ref().is_none_or(|(s, _)| total > *s) {
@@ -81,9 +120,10 @@ pub fn read_number(model: &mut Model, bytes: &[u8], limits: &Limits) -> Result<N
             // can be one digit; well-separated full-height blobs are separate digits.
             let overlap = (a.x + a.w).min(b.x + b.w).saturating_sub(b.x.max(a.x));
             let overlapping = overlap * 10 >= a.w.min(b.w) * 3;
-            let stroke_nearby = a.h.min(b.h) * 2 < line_height && b.x <= a.x + a.w + line_height / 10;
+            let stroke_nearby =
+                a.h.min(b.h) * 20 < line_height * 11 && b.x <= a.x + a.w + line_height / 5;
             let merged = a.union(b);
-            if (overlapping || stroke_nearby) && merged.w * 20 <= merged.h * 19 {
+            if stroke_nearby || (overlapping && merged.w * 20 <= merged.h * 19) {
                 offer(i + 2, read_all(&[merged])?);
             }
         }
@@ -92,9 +132,15 @@ pub fn read_number(model: &mut Model, bytes: &[u8], limits: &Limits) -> Result<N
     if digits.is_empty() {
         return Err(VisionError::NoInk);
     }
-    let confidence = digits.iter().map(|d| d.prediction.confidence).product::<f32>();
+    let confidence = digits
+        .iter()
+        .map(|d| d.prediction.confidence)
+        .product::<f32>();
     Ok(NumberReading {
-        text: digits.iter().map(|d| char::from(b'0' + d.prediction.digit)).collect(),
+        text: digits
+            .iter()
+            .map(|d| char::from(b'0' + d.prediction.digit))
+            .collect(),
         uncertain: digits.iter().any(|d| d.uncertain),
         confidence,
         digits,

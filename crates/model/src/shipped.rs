@@ -19,7 +19,10 @@ pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
         Architecture::Mlp => MLP,
         Architecture::CnnRef => return None,
     };
-    Some(file::load_bytes(Path::new(&format!("<shipped {name} model>")), bytes))
+    Some(file::load_bytes(
+        Path::new(&format!("<shipped {name} model>")),
+        bytes,
+    ))
 }
 
 /// A model named on the command line: a file if one exists at `spec`, else a shipped model.
@@ -31,7 +34,10 @@ pub fn resolve(spec: &str) -> Result<Model, ModelError> {
     by_name(spec).unwrap_or_else(|| {
         Err(ModelError::Invalid {
             path,
-            problem: format!("no such file, and not a shipped model (one of: {})", NAMES.join(", ")),
+            problem: format!(
+                "no such file, and not a shipped model (one of: {})",
+                NAMES.join(", ")
+            ),
         })
     })
 }

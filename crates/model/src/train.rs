@@ -32,7 +32,15 @@ pub struct Progress {
 
 /// Receives progress; the CLI draws bars from it, tests ignore it.
 pub trait Observer {
-    fn batch(&mut self, _epoch: usize, _done: usize, _total: usize, _loss: f32, _images_per_second: f32) {}
+    fn batch(
+        &mut self,
+        _epoch: usize,
+        _done: usize,
+        _total: usize,
+        _loss: f32,
+        _images_per_second: f32,
+    ) {
+    }
     fn epoch(&mut self, _stats: &EpochStats) {}
 }
 
@@ -49,11 +57,21 @@ pub struct Trainer {
 impl Trainer {
     pub fn new(architecture: Architecture, config: TrainConfig, seed: u64) -> Self {
         let optimizer = Optimizer::new(config.optimizer);
-        Trainer::from_parts(Model::new(architecture, config, seed), optimizer, Progress::default())
+        Trainer::from_parts(
+            Model::new(architecture, config, seed),
+            optimizer,
+            Progress::default(),
+        )
     }
 
     fn from_parts(model: Model, optimizer: Optimizer, progress: Progress) -> Self {
-        Trainer { model, optimizer, progress, labels: Vec::new(), dlogits: Vec::new() }
+        Trainer {
+            model,
+            optimizer,
+            progress,
+            labels: Vec::new(),
+            dlogits: Vec::new(),
+        }
     }
 
     /// Continues from a checkpoint written by [`Trainer::run`].
@@ -74,33 +92,62 @@ impl Trainer {
 
     /// Fills the network's input with the (augmented) images at `indices` and returns the loss
     /// and correct count of one optimisation step on them.
-    fn step(&mut self, train: &Digits, indices: &[usize], epoch: usize, global_step: usize, total_steps: usize) -> (f32, usize) {
+    fn step(
+        &mut self,
+        train: &Digits,
+        indices: &[usize],
+        epoch: usize,
+        global_step: usize,
+        total_steps: usize,
+    ) -> (f32, usize) {
         let seed = self.model.meta.seed;
         let cfg = self.model.meta.training.clone();
         let batch = indices.len();
         let input = self.model.net.input_mut(batch);
-        input.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(i, (dst, &idx))| {
-            let src = train.image(idx);
-            match &cfg.augment {
-                Some(aug) => aug.apply(src, dst, &mut Rng::derive(seed, &[1, epoch as u64, global_step as u64, i as u64])),
-                None => digits_data::normalize_into(src, dst),
-            }
-        });
+        input
+            .par_chunks_mut(PIXELS)
+            .zip(indices.par_iter())
+            .enumerate()
+            .for_each(|(i, (dst, &idx))| {
+                let src = train.image(idx);
+                match &cfg.augment {
+                    Some(aug) => aug.apply(
+                        src,
+                        dst,
+                        &mut Rng::derive(seed, &[1, epoch as u64, global_step as u64, i as u64]),
+                    ),
+                    None => digits_data::normalize_into(src, dst),
+                }
+            });
         self.labels.clear();
         self.labels.extend(indices.iter().map(|&i| train.labels[i]));
         let step_seed = Rng::derive(seed, &[2, global_step as u64]).next_u64();
         let logits = self.model.net.forward(Mode::Train, step_seed);
         self.dlogits.resize(logits.len(), 0.0);
-        let (loss, correct) = softmax_cross_entropy(logits, &self.labels, 10, cfg.label_smoothing, &mut self.dlogits);
+        let (loss, correct) = softmax_cross_entropy(
+            logits,
+            &self.labels,
+            10,
+            cfg.label_smoothing,
+            &mut self.dlogits,
+        );
         self.model.net.backward(&self.dlogits);
-        let lr = cfg.schedule.rate(cfg.learning_rate, global_step, total_steps);
+        let lr = cfg
+            .schedule
+            .rate(cfg.learning_rate, global_step, total_steps);
         self.optimizer.step(self.model.net.params_mut(), lr);
         (loss, correct)
     }
 
     /// Trains until the configured number of epochs is done, checkpointing after each epoch
     /// when `checkpoint` is given. `max_batches` stops early (smoke tests, benchmarks).
-    pub fn run(&mut self, split: &Split, observer: &mut dyn Observer, checkpoint: Option<&Path>, max_batches: Option<usize>) -> Result<(), ModelError> {
+    pub fn run(
+        &mut self,
+        split: &Split,
+        observer: &mut dyn Observer,
+        checkpoint: Option<&Path>,
+        max_batches: Option<usize>,
+    ) -> Result<(), ModelError> {
         let epochs = self.config().epochs;
         let steps = self.steps_per_epoch(split.train.len());
         let batch_size = self.config().batch_size.min(split.train.len());
@@ -118,7 +165,13 @@ impl Trainer {
                 loss_sum += loss as f64 * idx.len() as f64;
                 correct += ok;
                 seen += idx.len();
-                observer.batch(epoch, s + 1, steps, loss, seen as f32 / start.elapsed().as_secs_f32());
+                observer.batch(
+                    epoch,
+                    s + 1,
+                    steps,
+                    loss,
+                    seen as f32 / start.elapsed().as_secs_f32(),
+                );
                 budget -= 1;
             }
             let seconds = start.elapsed().as_secs_f32();
@@ -194,11 +247,18 @@ mod tests {
             }
             Digits::new(images, labels)
         };
-        Split { train: make(256, &mut rng), validation: make(64, &mut rng) }
+        Split {
+            train: make(256, &mut rng),
+            validation: make(64, &mut rng),
+        }
     }
 
     fn config() -> TrainConfig {
-        TrainConfig { epochs: 2, batch_size: 32, ..Architecture::Mlp.default_training() }
+        TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            ..Architecture::Mlp.default_training()
+        }
     }
 
     #[test]
@@ -207,7 +267,11 @@ mod tests {
         let mut t = Trainer::new(Architecture::Mlp, config(), 1);
         t.run(&split, &mut (), None, None).unwrap();
         assert_eq!(t.progress.history.len(), 2);
-        assert!(t.progress.history[1].validation_accuracy > 0.95, "{:?}", t.progress.history);
+        assert!(
+            t.progress.history[1].validation_accuracy > 0.95,
+            "{:?}",
+            t.progress.history
+        );
         let model = t.finish(&split.validation);
         assert!(model.meta.temperature > 0.0);
     }
@@ -217,7 +281,10 @@ mod tests {
         let split = toy();
         let dir = tempfile::tempdir().unwrap();
         let ckpt = dir.path().join("c.ckpt");
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut straight = Trainer::new(Architecture::Mlp, config(), 9);
             straight.run(&split, &mut (), None, None).unwrap();
@@ -227,10 +294,25 @@ mod tests {
             assert_eq!(first.progress.epochs_done, 1);
             let mut resumed = Trainer::resume(&ckpt).unwrap();
             resumed.run(&split, &mut (), Some(&ckpt), None).unwrap();
-            let losses = |p: &Progress| p.history.iter().map(|e| (e.train_loss, e.validation_loss)).collect::<Vec<_>>();
+            let losses = |p: &Progress| {
+                p.history
+                    .iter()
+                    .map(|e| (e.train_loss, e.validation_loss))
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(losses(&resumed.progress), losses(&straight.progress));
-            let a: Vec<f32> = straight.model.net.params().flat_map(|p| p.value.clone()).collect();
-            let b: Vec<f32> = resumed.model.net.params().flat_map(|p| p.value.clone()).collect();
+            let a: Vec<f32> = straight
+                .model
+                .net
+                .params()
+                .flat_map(|p| p.value.clone())
+                .collect();
+            let b: Vec<f32> = resumed
+                .model
+                .net
+                .params()
+                .flat_map(|p| p.value.clone())
+                .collect();
             assert_eq!(a, b);
         });
     }

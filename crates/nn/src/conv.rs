@@ -40,7 +40,9 @@ impl LinearCore {
     }
 
     pub(crate) fn params_mut(&mut self) -> Vec<&mut Param> {
-        std::iter::once(&mut self.w).chain(self.b.as_mut()).collect()
+        std::iter::once(&mut self.w)
+            .chain(self.b.as_mut())
+            .collect()
     }
 
     /// Length of a per-group gradient buffer (weights then bias).
@@ -51,7 +53,15 @@ impl LinearCore {
     /// `y[m x n] = act(rows[m x k] * w + b)`.
     fn forward_rows(&self, rows: &[f32], m: usize, y: &mut [f32]) {
         let y = &mut y[..m * self.n];
-        matmul(m, self.n, self.k, y, View::rows(rows, self.k), View::rows(&self.w.value, self.n), false);
+        matmul(
+            m,
+            self.n,
+            self.k,
+            y,
+            View::rows(rows, self.k),
+            View::rows(&self.w.value, self.n),
+            false,
+        );
         let bias = self.b.as_ref().map(|b| b.value.as_slice());
         for row in y.chunks_exact_mut(self.n) {
             if let Some(b) = bias {
@@ -65,7 +75,15 @@ impl LinearCore {
 
     /// Accumulates this sub-chunk's weight and bias gradients into `grad` and writes the row
     /// gradients into `drows` when asked.
-    fn backward_rows(&self, rows: &[f32], m: usize, y: &[f32], dy: &mut [f32], grad: &mut [f32], drows: Option<&mut [f32]>) {
+    fn backward_rows(
+        &self,
+        rows: &[f32],
+        m: usize,
+        y: &[f32],
+        dy: &mut [f32],
+        grad: &mut [f32],
+        drows: Option<&mut [f32]>,
+    ) {
         let (n, k) = (self.n, self.k);
         let dy = &mut dy[..m * n];
         let (gw, gb) = grad.split_at_mut(k * n);
@@ -73,16 +91,34 @@ impl LinearCore {
         if self.relu || bias {
             for (drow, yrow) in dy.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
                 if self.relu {
-                    drow.iter_mut().zip(yrow).for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+                    drow.iter_mut()
+                        .zip(yrow)
+                        .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
                 }
                 if bias {
                     gb.iter_mut().zip(drow.iter()).for_each(|(g, d)| *g += d);
                 }
             }
         }
-        matmul(k, n, m, gw, View::transposed(rows, k), View::rows(dy, n), true);
+        matmul(
+            k,
+            n,
+            m,
+            gw,
+            View::transposed(rows, k),
+            View::rows(dy, n),
+            true,
+        );
         if let Some(drows) = drows {
-            matmul(m, k, n, drows, View::rows(dy, n), View::transposed(&self.w.value, n), false);
+            matmul(
+                m,
+                k,
+                n,
+                drows,
+                View::rows(dy, n),
+                View::transposed(&self.w.value, n),
+                false,
+            );
         }
     }
 
@@ -94,9 +130,16 @@ impl LinearCore {
             b.grad.fill(0.0);
         }
         for g in groups {
-            self.w.grad.iter_mut().zip(&g.grad[..kn]).for_each(|(a, b)| *a += b);
+            self.w
+                .grad
+                .iter_mut()
+                .zip(&g.grad[..kn])
+                .for_each(|(a, b)| *a += b);
             if let Some(b) = &mut self.b {
-                b.grad.iter_mut().zip(&g.grad[kn..]).for_each(|(a, b)| *a += b);
+                b.grad
+                    .iter_mut()
+                    .zip(&g.grad[kn..])
+                    .for_each(|(a, b)| *a += b);
             }
         }
     }
@@ -117,7 +160,11 @@ fn ensure(buf: &mut Vec<f32>, len: usize) {
 }
 
 /// Splits `data` into one mutable run per group of samples.
-fn split_groups<'a>(mut data: &'a mut [f32], ranges: &[(usize, usize)], per_sample: usize) -> Vec<&'a mut [f32]> {
+fn split_groups<'a>(
+    mut data: &'a mut [f32],
+    ranges: &[(usize, usize)],
+    per_sample: usize,
+) -> Vec<&'a mut [f32]> {
     let mut out = Vec::with_capacity(ranges.len());
     for &(_, count) in ranges {
         let (head, tail) = data.split_at_mut(count * per_sample);
@@ -151,9 +198,22 @@ trait Unfold: Sync {
     fn col_len(&self) -> usize;
 }
 
-fn linear_forward(g: &impl Unfold, core: &LinearCore, scratch: &mut Vec<Scratch>, x: &[f32], y: &mut [f32], batch: usize, groups: usize) {
+fn linear_forward(
+    g: &impl Unfold,
+    core: &LinearCore,
+    scratch: &mut Vec<Scratch>,
+    x: &[f32],
+    y: &mut [f32],
+    batch: usize,
+    groups: usize,
+) {
     let ranges = group_ranges(batch, groups);
-    let (in_len, out_len, chunk, rps) = (g.in_len(), g.out_len(), g.chunk_samples(), g.rows_per_sample());
+    let (in_len, out_len, chunk, rps) = (
+        g.in_len(),
+        g.out_len(),
+        g.chunk_samples(),
+        g.rows_per_sample(),
+    );
     scratch.resize_with(ranges.len(), Scratch::default);
     let ys = split_groups(y, &ranges, out_len);
     let tasks: Vec<_> = ranges.iter().zip(ys).zip(scratch.iter_mut()).collect();
@@ -162,7 +222,11 @@ fn linear_forward(g: &impl Unfold, core: &LinearCore, scratch: &mut Vec<Scratch>
         for i in (0..count).step_by(chunk) {
             let n = chunk.min(count - i);
             let xs = &x[(start + i) * in_len..(start + i + n) * in_len];
-            let rows = if g.unfold(xs, n, &mut s.col) { &s.col[..] } else { xs };
+            let rows = if g.unfold(xs, n, &mut s.col) {
+                &s.col[..]
+            } else {
+                xs
+            };
             core.forward_rows(rows, n * rps, &mut y[i * out_len..]);
         }
     });
@@ -181,16 +245,29 @@ fn linear_backward(
     groups: usize,
 ) {
     let ranges = group_ranges(batch, groups);
-    let (in_len, out_len, chunk, rps) = (g.in_len(), g.out_len(), g.chunk_samples(), g.rows_per_sample());
+    let (in_len, out_len, chunk, rps) = (
+        g.in_len(),
+        g.out_len(),
+        g.chunk_samples(),
+        g.rows_per_sample(),
+    );
     scratch.resize_with(ranges.len(), Scratch::default);
     let dys = split_groups(dy, &ranges, out_len);
     let dxs: Vec<Option<&mut [f32]>> = match dx {
-        Some(dx) => split_groups(dx, &ranges, in_len).into_iter().map(Some).collect(),
+        Some(dx) => split_groups(dx, &ranges, in_len)
+            .into_iter()
+            .map(Some)
+            .collect(),
         None => ranges.iter().map(|_| None).collect(),
     };
     let grad_len = core.grad_len();
     let core_ref = &*core;
-    let tasks: Vec<_> = ranges.iter().zip(dys).zip(dxs).zip(scratch.iter_mut()).collect();
+    let tasks: Vec<_> = ranges
+        .iter()
+        .zip(dys)
+        .zip(dxs)
+        .zip(scratch.iter_mut())
+        .collect();
     run_groups(tasks, |(((&(start, count), dy), mut dx), s)| {
         let Scratch { col, dcol, grad } = s;
         ensure(col, g.col_len());
@@ -209,7 +286,9 @@ fn linear_backward(
                     core_ref.backward_rows(rows, m, ys, dys, grad, Some(dcol));
                     g.fold(dcol, n, &mut dx[i * in_len..]);
                 }
-                Some(dx) => core_ref.backward_rows(rows, m, ys, dys, grad, Some(&mut dx[i * in_len..])),
+                Some(dx) => {
+                    core_ref.backward_rows(rows, m, ys, dys, grad, Some(&mut dx[i * in_len..]))
+                }
                 None => core_ref.backward_rows(rows, m, ys, dys, grad, None),
             }
         }
@@ -294,7 +373,10 @@ impl Unfold for ConvGeometry {
         }
         self.for_each_run(n, |src, dst, len| {
             // A plain loop: most runs are a few floats, where a memcpy call costs more than it moves.
-            for (d, s) in col[dst * c..(dst + len) * c].iter_mut().zip(&x[src * c..(src + len) * c]) {
+            for (d, s) in col[dst * c..(dst + len) * c]
+                .iter_mut()
+                .zip(&x[src * c..(src + len) * c])
+            {
                 *d = *s;
             }
         });
@@ -335,7 +417,9 @@ impl Conv2d {
         rng: &mut Rng,
     ) -> Result<Self, String> {
         if filters == 0 || kernel == 0 || stride == 0 {
-            return Err(format!("{name}: filters, kernel and stride must be positive"));
+            return Err(format!(
+                "{name}: filters, kernel and stride must be positive"
+            ));
         }
         let (ph, pw) = (input.h + 2 * padding, input.w + 2 * padding);
         if ph < kernel || pw < kernel {
@@ -344,7 +428,11 @@ impl Conv2d {
                 input.h, input.w
             ));
         }
-        let output = Shape::new((ph - kernel) / stride + 1, (pw - kernel) / stride + 1, filters);
+        let output = Shape::new(
+            (ph - kernel) / stride + 1,
+            (pw - kernel) / stride + 1,
+            filters,
+        );
         Ok(Conv2d {
             geometry: ConvGeometry {
                 input,
@@ -363,11 +451,37 @@ impl Conv2d {
     }
 
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        linear_forward(&self.geometry, &self.core, &mut self.scratch, x, y, batch, ctx.groups);
+        linear_forward(
+            &self.geometry,
+            &self.core,
+            &mut self.scratch,
+            x,
+            y,
+            batch,
+            ctx.groups,
+        );
     }
 
-    pub(crate) fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, batch: usize, ctx: Ctx) {
-        linear_backward(&self.geometry, &mut self.core, &mut self.scratch, x, y, dy, dx, batch, ctx.groups);
+    pub(crate) fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        batch: usize,
+        ctx: Ctx,
+    ) {
+        linear_backward(
+            &self.geometry,
+            &mut self.core,
+            &mut self.scratch,
+            x,
+            y,
+            dy,
+            dx,
+            batch,
+            ctx.groups,
+        );
     }
 }
 
@@ -416,7 +530,13 @@ pub struct Dense {
 }
 
 impl Dense {
-    pub(crate) fn new(inputs: usize, units: usize, relu: bool, name: &str, rng: &mut Rng) -> Result<Self, String> {
+    pub(crate) fn new(
+        inputs: usize,
+        units: usize,
+        relu: bool,
+        name: &str,
+        rng: &mut Rng,
+    ) -> Result<Self, String> {
         if inputs == 0 || units == 0 {
             return Err(format!("{name}: a dense layer needs inputs and units"));
         }
@@ -432,10 +552,36 @@ impl Dense {
     }
 
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        linear_forward(&self.rows, &self.core, &mut self.scratch, x, y, batch, ctx.groups);
+        linear_forward(
+            &self.rows,
+            &self.core,
+            &mut self.scratch,
+            x,
+            y,
+            batch,
+            ctx.groups,
+        );
     }
 
-    pub(crate) fn backward(&mut self, x: &[f32], y: &[f32], dy: &mut [f32], dx: Option<&mut [f32]>, batch: usize, ctx: Ctx) {
-        linear_backward(&self.rows, &mut self.core, &mut self.scratch, x, y, dy, dx, batch, ctx.groups);
+    pub(crate) fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        batch: usize,
+        ctx: Ctx,
+    ) {
+        linear_backward(
+            &self.rows,
+            &mut self.core,
+            &mut self.scratch,
+            x,
+            y,
+            dy,
+            dx,
+            batch,
+            ctx.groups,
+        );
     }
 }

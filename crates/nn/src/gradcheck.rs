@@ -7,7 +7,10 @@ use digits_rng::Rng;
 fn loss(net: &mut Network, x: &[f32], batch: usize, r: &[f32]) -> f64 {
     net.input_mut(batch).copy_from_slice(x);
     let y = net.forward(Mode::Train, 7);
-    y.iter().zip(r).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+    y.iter()
+        .zip(r)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum()
 }
 
 /// `smooth`: the network has no ReLU or max-pool, so no probe may be skipped as a kink.
@@ -17,7 +20,9 @@ fn check_with(input: Shape, specs: &[LayerSpec], batch: usize, smooth: bool) {
     let mut rng = Rng::new(11);
     // Inputs away from zero and from each other keep ReLU and max-pool kinks out of reach of the
     // finite-difference steps.
-    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.range(0.2, 1.0) * if rng.uniform() < 0.5 { -1.0 } else { 1.0 }).collect();
+    let x: Vec<f32> = (0..batch * input.len())
+        .map(|_| rng.range(0.2, 1.0) * if rng.uniform() < 0.5 { -1.0 } else { 1.0 })
+        .collect();
     net.input_mut(batch).copy_from_slice(&x);
     let out = net.forward(Mode::Train, 7).len();
     let r: Vec<f32> = (0..out).map(|_| rng.normal()).collect();
@@ -38,7 +43,10 @@ fn check_with(input: Shape, specs: &[LayerSpec], batch: usize, smooth: bool) {
             return;
         }
         checked += 1;
-        assert!((num - ana as f64).abs() < tol, "{specs:?} {what}: numeric {num} vs analytic {ana}");
+        assert!(
+            (num - ana as f64).abs() < tol,
+            "{specs:?} {what}: numeric {num} vs analytic {ana}"
+        );
     };
     for i in (0..x.len()).step_by((x.len() / 40).max(1)) {
         let mut xp = x.clone();
@@ -48,8 +56,7 @@ fn check_with(input: Shape, specs: &[LayerSpec], batch: usize, smooth: bool) {
         let down = loss(&mut net.clone(), &xp, batch, &r);
         close(up, down, dx[i], &format!("input {i}"));
     }
-    let count = net.params().count();
-    for pi in 0..count {
+    for (pi, grad) in grads.iter().enumerate() {
         let len = net.params().nth(pi).unwrap().value.len();
         if !net.params().nth(pi).unwrap().trainable {
             continue;
@@ -61,10 +68,18 @@ fn check_with(input: Shape, specs: &[LayerSpec], batch: usize, smooth: bool) {
                 loss(&mut n, &x, batch, &r)
             };
             let name = net.params().nth(pi).unwrap().name.clone();
-            close(probe(eps), probe(-eps), grads[pi][j], &format!("param {name} [{j}]"));
+            close(
+                probe(eps),
+                probe(-eps),
+                grad[j],
+                &format!("param {name} [{j}]"),
+            );
         }
     }
-    assert!(checked > 10 * kinks.max(1), "{specs:?}: only {checked} probes checked, {kinks} hit kinks");
+    assert!(
+        checked > 10 * kinks.max(1),
+        "{specs:?}: only {checked} probes checked, {kinks} hit kinks"
+    );
 }
 
 fn check(input: Shape, specs: &[LayerSpec], batch: usize) {
@@ -74,8 +89,22 @@ fn check(input: Shape, specs: &[LayerSpec], batch: usize) {
 #[test]
 fn conv_same_padding_stride_bias_relu() {
     let specs = [
-        LayerSpec::Conv2d { filters: 3, kernel: 3, stride: 1, padding: 1, bias: true, relu: true },
-        LayerSpec::Conv2d { filters: 4, kernel: 3, stride: 2, padding: 0, bias: true, relu: false },
+        LayerSpec::Conv2d {
+            filters: 3,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            relu: true,
+        },
+        LayerSpec::Conv2d {
+            filters: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 0,
+            bias: true,
+            relu: false,
+        },
     ];
     check(Shape::new(7, 7, 2), &specs, 3);
 }
@@ -84,8 +113,14 @@ fn conv_same_padding_stride_bias_relu() {
 fn dense_relu_and_flatten() {
     let specs = [
         LayerSpec::Flatten,
-        LayerSpec::Dense { units: 6, relu: true },
-        LayerSpec::Dense { units: 4, relu: false },
+        LayerSpec::Dense {
+            units: 6,
+            relu: true,
+        },
+        LayerSpec::Dense {
+            units: 4,
+            relu: false,
+        },
     ];
     check(Shape::new(2, 3, 2), &specs, 4);
 }
@@ -93,10 +128,20 @@ fn dense_relu_and_flatten() {
 #[test]
 fn relu_and_maxpool() {
     let specs = [
-        LayerSpec::Conv2d { filters: 3, kernel: 2, stride: 1, padding: 0, bias: true, relu: false },
+        LayerSpec::Conv2d {
+            filters: 3,
+            kernel: 2,
+            stride: 1,
+            padding: 0,
+            bias: true,
+            relu: false,
+        },
         LayerSpec::Relu,
         LayerSpec::MaxPool2d { size: 2 },
-        LayerSpec::Dense { units: 3, relu: false },
+        LayerSpec::Dense {
+            units: 3,
+            relu: false,
+        },
     ];
     check(Shape::new(5, 5, 1), &specs, 2);
 }
@@ -104,11 +149,30 @@ fn relu_and_maxpool() {
 #[test]
 fn batchnorm_conv_and_dense() {
     let specs = [
-        LayerSpec::Conv2d { filters: 3, kernel: 3, stride: 1, padding: 1, bias: false, relu: false },
-        LayerSpec::BatchNorm { momentum: 0.1, eps: 1e-5 },
-        LayerSpec::Dense { units: 5, relu: false },
-        LayerSpec::BatchNorm { momentum: 0.1, eps: 1e-5 },
-        LayerSpec::Dense { units: 3, relu: false },
+        LayerSpec::Conv2d {
+            filters: 3,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: false,
+            relu: false,
+        },
+        LayerSpec::BatchNorm {
+            momentum: 0.1,
+            eps: 1e-5,
+        },
+        LayerSpec::Dense {
+            units: 5,
+            relu: false,
+        },
+        LayerSpec::BatchNorm {
+            momentum: 0.1,
+            eps: 1e-5,
+        },
+        LayerSpec::Dense {
+            units: 3,
+            relu: false,
+        },
     ];
     check_with(Shape::new(4, 4, 2), &specs, 5, true);
 }
@@ -116,9 +180,15 @@ fn batchnorm_conv_and_dense() {
 #[test]
 fn dropout_uses_the_same_mask_forward_and_backward() {
     let specs = [
-        LayerSpec::Dense { units: 8, relu: false },
+        LayerSpec::Dense {
+            units: 8,
+            relu: false,
+        },
         LayerSpec::Dropout { rate: 0.5 },
-        LayerSpec::Dense { units: 3, relu: false },
+        LayerSpec::Dense {
+            units: 3,
+            relu: false,
+        },
     ];
     check(Shape::flat(5), &specs, 3);
 }
@@ -126,25 +196,47 @@ fn dropout_uses_the_same_mask_forward_and_backward() {
 #[test]
 fn threads_do_not_change_the_gradients_much() {
     let specs = [
-        LayerSpec::Conv2d { filters: 4, kernel: 3, stride: 1, padding: 1, bias: true, relu: true },
+        LayerSpec::Conv2d {
+            filters: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            relu: true,
+        },
         LayerSpec::MaxPool2d { size: 2 },
         LayerSpec::Dropout { rate: 0.3 },
-        LayerSpec::Dense { units: 3, relu: false },
+        LayerSpec::Dense {
+            units: 3,
+            relu: false,
+        },
     ];
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut net = Network::new(Shape::new(6, 6, 1), &specs, 1).unwrap();
             let mut rng = Rng::new(2);
             net.input_mut(9).iter_mut().for_each(|v| *v = rng.normal());
             let y = net.forward(Mode::Train, 5).to_vec();
             net.backward(&y);
-            (y, net.params().flat_map(|p| p.grad.clone()).collect::<Vec<f32>>())
+            (
+                y,
+                net.params()
+                    .flat_map(|p| p.grad.clone())
+                    .collect::<Vec<f32>>(),
+            )
         })
     };
     let (y1, g1) = run(1);
     let (y1b, g1b) = run(1);
-    assert_eq!((&y1, &g1), (&y1b, &g1b), "one thread must be bit-reproducible");
+    assert_eq!(
+        (&y1, &g1),
+        (&y1b, &g1b),
+        "one thread must be bit-reproducible"
+    );
     let (y3, g3) = run(3);
     for (a, b) in y1.iter().zip(&y3).chain(g1.iter().zip(&g3)) {
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0));

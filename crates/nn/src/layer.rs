@@ -52,7 +52,13 @@ pub struct Param {
 }
 
 impl Param {
-    pub(crate) fn new(name: String, shape: Vec<usize>, value: Vec<f32>, trainable: bool, decay: bool) -> Self {
+    pub(crate) fn new(
+        name: String,
+        shape: Vec<usize>,
+        value: Vec<f32>,
+        trainable: bool,
+        decay: bool,
+    ) -> Self {
         let n = value.len();
         debug_assert_eq!(n, shape.iter().product::<usize>());
         Param {
@@ -80,14 +86,24 @@ pub enum LayerSpec {
         relu: bool,
     },
     /// Fully connected; flattens its input.
-    Dense { units: usize, relu: bool },
+    Dense {
+        units: usize,
+        relu: bool,
+    },
     Relu,
     /// Non-overlapping max pooling (stride = size).
-    MaxPool2d { size: usize },
+    MaxPool2d {
+        size: usize,
+    },
     /// Inverted dropout: scales kept activations by 1 / (1 - rate) while training.
-    Dropout { rate: f32 },
+    Dropout {
+        rate: f32,
+    },
     /// Per-channel batch normalisation.
-    BatchNorm { momentum: f32, eps: f32 },
+    BatchNorm {
+        momentum: f32,
+        eps: f32,
+    },
     Flatten,
 }
 
@@ -107,7 +123,10 @@ pub(crate) struct Ctx {
 pub(crate) fn group_ranges(batch: usize, groups: usize) -> Vec<(usize, usize)> {
     let groups = groups.clamp(1, batch.max(1));
     let per = batch.div_ceil(groups);
-    (0..batch).step_by(per.max(1)).map(|s| (s, per.min(batch - s))).collect()
+    (0..batch)
+        .step_by(per.max(1))
+        .map(|s| (s, per.min(batch - s)))
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +141,12 @@ pub enum Layer {
 }
 
 impl Layer {
-    pub(crate) fn build(spec: &LayerSpec, input: Shape, name: &str, rng: &mut digits_rng::Rng) -> Result<Self, String> {
+    pub(crate) fn build(
+        spec: &LayerSpec,
+        input: Shape,
+        name: &str,
+        rng: &mut digits_rng::Rng,
+    ) -> Result<Self, String> {
         Ok(match *spec {
             LayerSpec::Conv2d {
                 filters,
@@ -131,12 +155,18 @@ impl Layer {
                 padding,
                 bias,
                 relu,
-            } => Layer::Conv2d(Conv2d::new(input, filters, kernel, stride, padding, bias, relu, name, rng)?),
-            LayerSpec::Dense { units, relu } => Layer::Dense(Dense::new(input.len(), units, relu, name, rng)?),
+            } => Layer::Conv2d(Conv2d::new(
+                input, filters, kernel, stride, padding, bias, relu, name, rng,
+            )?),
+            LayerSpec::Dense { units, relu } => {
+                Layer::Dense(Dense::new(input.len(), units, relu, name, rng)?)
+            }
             LayerSpec::Relu => Layer::Relu(Relu { shape: input }),
             LayerSpec::MaxPool2d { size } => Layer::MaxPool2d(MaxPool2d::new(input, size)?),
             LayerSpec::Dropout { rate } => Layer::Dropout(Dropout::new(input, rate)?),
-            LayerSpec::BatchNorm { momentum, eps } => Layer::BatchNorm(BatchNorm::new(input, momentum, eps, name)),
+            LayerSpec::BatchNorm { momentum, eps } => {
+                Layer::BatchNorm(BatchNorm::new(input, momentum, eps, name))
+            }
             LayerSpec::Flatten => Layer::Flatten(Shape::flat(input.len())),
         })
     }
@@ -216,7 +246,12 @@ impl Layer {
         match self {
             Layer::Conv2d(l) => l.core.params_mut(),
             Layer::Dense(l) => l.core.params_mut(),
-            Layer::BatchNorm(l) => vec![&mut l.gamma, &mut l.beta, &mut l.running_mean, &mut l.running_var],
+            Layer::BatchNorm(l) => vec![
+                &mut l.gamma,
+                &mut l.beta,
+                &mut l.running_mean,
+                &mut l.running_var,
+            ],
             _ => Vec::new(),
         }
     }

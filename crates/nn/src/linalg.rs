@@ -13,12 +13,20 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     /// Row-major `rows x cols`.
     pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        View { data, rs: cols, cs: 1 }
+        View {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn transposed(data: &'a [f32], cols: usize) -> Self {
-        View { data, rs: 1, cs: cols }
+        View {
+            data,
+            rs: 1,
+            cs: cols,
+        }
     }
 
     fn fits(&self, rows: usize, cols: usize) -> bool {
@@ -27,7 +35,15 @@ impl<'a> View<'a> {
 }
 
 /// `c[m x n] = a[m x k] * b[k x n]` (row-major `c`), or `c += a * b` when `accumulate`.
-pub(crate) fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View, accumulate: bool) {
+pub(crate) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: View,
+    b: View,
+    accumulate: bool,
+) {
     assert!(c.len() >= m * n, "gemm output too small");
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too small");
     if m == 0 || n == 0 {
@@ -76,7 +92,15 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
         let bt: Vec<f32> = (0..n * k).map(|i| (i as f32).sin()).collect(); // n x k
         let mut c = vec![1.0; m * n];
-        matmul(m, n, k, &mut c, View::rows(&a, k), View::transposed(&bt, k), true);
+        matmul(
+            m,
+            n,
+            k,
+            &mut c,
+            View::rows(&a, k),
+            View::transposed(&bt, k),
+            true,
+        );
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = 1.0 + (0..k).map(|p| a[i * k + p] * bt[j * k + p]).sum::<f32>();

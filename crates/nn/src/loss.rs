@@ -16,7 +16,13 @@ pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
 /// Mean loss over the batch, with its gradient with respect to the logits written to `grad`.
 /// The target puts `1 - smoothing` on the label and spreads `smoothing` over all classes.
 /// Returns (mean loss, number of rows whose arg-max is the label).
-pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, smoothing: f32, grad: &mut [f32]) -> (f32, usize) {
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    smoothing: f32,
+    grad: &mut [f32],
+) -> (f32, usize) {
     let batch = labels.len();
     grad[..batch * classes].copy_from_slice(&logits[..batch * classes]);
     softmax_in_place(&mut grad[..batch * classes], classes);
@@ -24,12 +30,17 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, smoo
     let on = 1.0 - smoothing + off;
     let mut loss = 0f64;
     let mut correct = 0;
-    for ((row, logit_row), &label) in grad.chunks_exact_mut(classes).zip(logits.chunks_exact(classes)).zip(labels) {
+    for ((row, logit_row), &label) in grad
+        .chunks_exact_mut(classes)
+        .zip(logits.chunks_exact(classes))
+        .zip(labels)
+    {
         let label = label as usize;
-        let argmax = logit_row
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &v)| if v > logit_row[best] { i } else { best });
+        let argmax =
+            logit_row.iter().enumerate().fold(
+                0,
+                |best, (i, &v)| if v > logit_row[best] { i } else { best },
+            );
         correct += usize::from(argmax == label);
         for (i, p) in row.iter_mut().enumerate() {
             let target = if i == label { on } else { off };
@@ -68,7 +79,8 @@ mod tests {
     #[test]
     fn loss_and_accuracy_values() {
         let mut grad = vec![0.0; 4];
-        let (loss, correct) = softmax_cross_entropy(&[0.0, 0.0, 5.0, 0.0], &[0, 1], 2, 0.0, &mut grad);
+        let (loss, correct) =
+            softmax_cross_entropy(&[0.0, 0.0, 5.0, 0.0], &[0, 1], 2, 0.0, &mut grad);
         assert!((loss - (2f32.ln() + (1.0 + 5f32.exp()).ln()) / 2.0).abs() < 1e-5);
         assert_eq!(correct, 1);
         let mut p = vec![1000.0, 0.0];

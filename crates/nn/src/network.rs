@@ -6,7 +6,11 @@ use digits_rng::Rng;
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("layer {index} ({kind}): {problem}")]
-    Build { index: usize, kind: String, problem: String },
+    Build {
+        index: usize,
+        kind: String,
+        problem: String,
+    },
     #[error("the network has no layers")]
     Empty,
 }
@@ -36,11 +40,14 @@ impl Network {
         let mut layers = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
             let kind = format!("{spec:?}");
-            let layer = Layer::build(spec, shape, &format!("{index}"), &mut rng).map_err(|problem| NetworkError::Build {
-                index,
-                kind,
-                problem,
-            })?;
+            let layer =
+                Layer::build(spec, shape, &format!("{index}"), &mut rng).map_err(|problem| {
+                    NetworkError::Build {
+                        index,
+                        kind,
+                        problem,
+                    }
+                })?;
             shape = layer.output_shape();
             layers.push(layer);
         }
@@ -97,7 +104,12 @@ impl Network {
         let groups = rayon::current_num_threads();
         for (index, layer) in self.layers.iter_mut().enumerate() {
             let (done, rest) = self.acts.split_at_mut(index + 1);
-            let ctx = Ctx { mode, seed, index, groups };
+            let ctx = Ctx {
+                mode,
+                seed,
+                index,
+                groups,
+            };
             layer.forward(&done[index], &mut rest[0], self.batch, ctx);
         }
         &self.acts[self.layers.len()]
@@ -117,8 +129,20 @@ impl Network {
             #[cfg(not(test))]
             let want_dx = index > 0;
             let dx = want_dx.then_some(&mut lo[index][..]);
-            let ctx = Ctx { mode: Mode::Train, seed: 0, index, groups };
-            self.layers[index].backward(&self.acts[index], &self.acts[index + 1], &mut hi[0], dx, self.batch, ctx);
+            let ctx = Ctx {
+                mode: Mode::Train,
+                seed: 0,
+                index,
+                groups,
+            };
+            self.layers[index].backward(
+                &self.acts[index],
+                &self.acts[index + 1],
+                &mut hi[0],
+                dx,
+                self.batch,
+                ctx,
+            );
         }
     }
 
@@ -144,6 +168,9 @@ impl Network {
 
     /// Number of trainable values.
     pub fn parameter_count(&self) -> usize {
-        self.params().filter(|p| p.trainable).map(|p| p.value.len()).sum()
+        self.params()
+            .filter(|p| p.trainable)
+            .map(|p| p.value.len())
+            .sum()
     }
 }

@@ -9,7 +9,12 @@ const ROWS_PER_PART: usize = 512;
 
 /// Per-channel sums of `f(row_of_a, row_of_b)` terms over all rows, as two f64 vectors; each
 /// part of [`ROWS_PER_PART`] rows is summed in f32, the parts in f64, in order.
-fn channel_sums(a: &[f32], b: &[f32], c: usize, f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync) -> (Vec<f64>, Vec<f64>) {
+fn channel_sums(
+    a: &[f32],
+    b: &[f32],
+    c: usize,
+    f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
     let parts: Vec<(Vec<f32>, Vec<f32>)> = a
         .par_chunks(ROWS_PER_PART * c)
         .zip(b.par_chunks(ROWS_PER_PART * c))
@@ -52,7 +57,9 @@ pub struct BatchNorm {
 impl BatchNorm {
     pub(crate) fn new(shape: Shape, momentum: f32, eps: f32, name: &str) -> Self {
         let c = shape.c;
-        let p = |n: &str, v: f32, trainable| Param::new(format!("{name}.{n}"), vec![c], vec![v; c], trainable, false);
+        let p = |n: &str, v: f32, trainable| {
+            Param::new(format!("{name}.{n}"), vec![c], vec![v; c], trainable, false)
+        };
         BatchNorm {
             shape,
             momentum,
@@ -80,8 +87,10 @@ impl BatchNorm {
                 self.inv_std[ch] = 1.0 / (var as f32 + self.eps).sqrt();
                 let unbiased = if rows > 1 { var * m / (m - 1.0) } else { var };
                 let mo = self.momentum;
-                self.running_mean.value[ch] = (1.0 - mo) * self.running_mean.value[ch] + mo * mean as f32;
-                self.running_var.value[ch] = (1.0 - mo) * self.running_var.value[ch] + mo * unbiased as f32;
+                self.running_mean.value[ch] =
+                    (1.0 - mo) * self.running_mean.value[ch] + mo * mean as f32;
+                self.running_var.value[ch] =
+                    (1.0 - mo) * self.running_var.value[ch] + mo * unbiased as f32;
             }
         } else {
             for ch in 0..c {
@@ -90,22 +99,31 @@ impl BatchNorm {
             }
         }
         // y = x * scale + shift, with scale = gamma / std and shift = beta - mean * scale.
-        let scale: Vec<f32> = (0..c).map(|ch| self.gamma.value[ch] * self.inv_std[ch]).collect();
-        let shift: Vec<f32> = (0..c).map(|ch| self.beta.value[ch] - self.mean[ch] * scale[ch]).collect();
-        y[..rows * c].par_chunks_mut(ROWS_PER_PART * c).zip(x.par_chunks(ROWS_PER_PART * c)).for_each(|(y, x)| {
-            for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                for ch in 0..c {
-                    yr[ch] = xr[ch] * scale[ch] + shift[ch];
+        let scale: Vec<f32> = (0..c)
+            .map(|ch| self.gamma.value[ch] * self.inv_std[ch])
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|ch| self.beta.value[ch] - self.mean[ch] * scale[ch])
+            .collect();
+        y[..rows * c]
+            .par_chunks_mut(ROWS_PER_PART * c)
+            .zip(x.par_chunks(ROWS_PER_PART * c))
+            .for_each(|(y, x)| {
+                for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for ch in 0..c {
+                        yr[ch] = xr[ch] * scale[ch] + shift[ch];
+                    }
                 }
-            }
-        });
+            });
     }
 
     pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, batch: usize) {
         let c = self.shape.c;
         let rows = batch * self.shape.h * self.shape.w;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let (sum_dy, sum_dy_xhat) = channel_sums(&dy[..rows * c], &x[..rows * c], c, |ch, d, x| (d, d * (x - mean[ch]) * inv_std[ch]));
+        let (sum_dy, sum_dy_xhat) = channel_sums(&dy[..rows * c], &x[..rows * c], c, |ch, d, x| {
+            (d, d * (x - mean[ch]) * inv_std[ch])
+        });
         let sum_dy: Vec<f32> = sum_dy.into_iter().map(|v| v as f32).collect();
         let sum_dy_xhat: Vec<f32> = sum_dy_xhat.into_iter().map(|v| v as f32).collect();
         self.beta.grad.copy_from_slice(&sum_dy);
@@ -114,7 +132,9 @@ impl BatchNorm {
             // dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
             // dx = k * (dy - a - (x - mean) * b), constants per channel.
             let m = rows as f32;
-            let k: Vec<f32> = (0..c).map(|ch| self.gamma.value[ch] * inv_std[ch]).collect();
+            let k: Vec<f32> = (0..c)
+                .map(|ch| self.gamma.value[ch] * inv_std[ch])
+                .collect();
             let a: Vec<f32> = sum_dy.iter().map(|s| s / m).collect();
             let b: Vec<f32> = (0..c).map(|ch| sum_dy_xhat[ch] / m * inv_std[ch]).collect();
             let part = ROWS_PER_PART * c;
@@ -122,7 +142,11 @@ impl BatchNorm {
                 .par_chunks_mut(part)
                 .zip(dy.par_chunks(part).zip(x.par_chunks(part)))
                 .for_each(|(dx, (dy, x))| {
-                    for ((dxr, dr), xr) in dx.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(x.chunks_exact(c)) {
+                    for ((dxr, dr), xr) in dx
+                        .chunks_exact_mut(c)
+                        .zip(dy.chunks_exact(c))
+                        .zip(x.chunks_exact(c))
+                    {
                         for ch in 0..c {
                             dxr[ch] = k[ch] * (dr[ch] - a[ch] - (xr[ch] - mean[ch]) * b[ch]);
                         }

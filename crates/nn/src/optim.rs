@@ -6,13 +6,27 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OptimizerConfig {
-    Sgd { momentum: f32, nesterov: bool, weight_decay: f32 },
-    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    Sgd {
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
 }
 
 impl OptimizerConfig {
     pub fn adamw(weight_decay: f32) -> Self {
-        OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
+        OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        }
     }
 }
 
@@ -28,7 +42,11 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: OptimizerConfig) -> Self {
-        Optimizer { config, steps: 0, state: Vec::new() }
+        Optimizer {
+            config,
+            steps: 0,
+            state: Vec::new(),
+        }
     }
 
     /// Applies one update with learning rate `lr` to the trainable parameters.
@@ -39,17 +57,22 @@ impl Optimizer {
             OptimizerConfig::Sgd { .. } => 1,
             OptimizerConfig::AdamW { .. } => 2,
         };
-        let mut i = 0;
-        for p in params.into_iter().filter(|p| p.trainable) {
+        for (i, p) in params.into_iter().filter(|p| p.trainable).enumerate() {
             if self.state.len() < (i + 1) * slots {
                 self.state.push(vec![0.0; p.value.len()]);
                 if slots == 2 {
                     self.state.push(vec![0.0; p.value.len()]);
                 }
             }
-            let (m, rest) = self.state[i * slots..].split_first_mut().expect("state sized above");
+            let (m, rest) = self.state[i * slots..]
+                .split_first_mut()
+                .expect("state sized above");
             match self.config {
-                OptimizerConfig::Sgd { momentum, nesterov, weight_decay } => {
+                OptimizerConfig::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                } => {
                     let wd = if p.decay { weight_decay } else { 0.0 };
                     for ((w, &g), m) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
                         let g = g + wd * *w;
@@ -57,19 +80,33 @@ impl Optimizer {
                         *w -= lr * if nesterov { g + momentum * *m } else { *m };
                     }
                 }
-                OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay } => {
+                OptimizerConfig::AdamW {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
                     let v = &mut rest[0];
                     let c1 = 1.0 - beta1.powi(t);
                     let c2 = 1.0 - beta2.powi(t);
-                    let decay = if p.decay { 1.0 - lr * weight_decay } else { 1.0 };
-                    for (((w, &g), m), v) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let decay = if p.decay {
+                        1.0 - lr * weight_decay
+                    } else {
+                        1.0
+                    };
+                    for (((w, &g), m), v) in p
+                        .value
+                        .iter_mut()
+                        .zip(&p.grad)
+                        .zip(m.iter_mut())
+                        .zip(v.iter_mut())
+                    {
                         *m = beta1 * *m + (1.0 - beta1) * g;
                         *v = beta2 * *v + (1.0 - beta2) * g * g;
                         *w = *w * decay - lr * (*m / c1) / ((*v / c2).sqrt() + eps);
                     }
                 }
             }
-            i += 1;
         }
     }
 }
@@ -91,8 +128,26 @@ mod tests {
 
     #[test]
     fn optimizers_converge_on_a_quadratic() {
-        assert!(quadratic(OptimizerConfig::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 }, 0.01) < 1e-3);
-        assert!(quadratic(OptimizerConfig::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 }, 0.1) < 1e-3);
+        assert!(
+            quadratic(
+                OptimizerConfig::Sgd {
+                    momentum: 0.9,
+                    nesterov: true,
+                    weight_decay: 0.0
+                },
+                0.01
+            ) < 1e-3
+        );
+        assert!(
+            quadratic(
+                OptimizerConfig::Sgd {
+                    momentum: 0.0,
+                    nesterov: false,
+                    weight_decay: 0.0
+                },
+                0.1
+            ) < 1e-3
+        );
         assert!(quadratic(OptimizerConfig::adamw(0.0), 0.05) < 1e-2);
     }
 

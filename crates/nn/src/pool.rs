@@ -13,17 +13,21 @@ pub struct Relu {
 const PART: usize = 1 << 16;
 
 pub(crate) fn relu_forward(x: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(PART).zip(x.par_chunks(PART)).for_each(|(y, x)| {
-        y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0));
-    });
+    y.par_chunks_mut(PART)
+        .zip(x.par_chunks(PART))
+        .for_each(|(y, x)| {
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.max(0.0));
+        });
 }
 
 pub(crate) fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    dx.par_chunks_mut(PART).zip(dy.par_chunks(PART).zip(y.par_chunks(PART))).for_each(|(dx, (dy, y))| {
-        dx.iter_mut()
-            .zip(dy.iter().zip(y))
-            .for_each(|(dx, (&d, &y))| *dx = if y > 0.0 { d } else { 0.0 });
-    });
+    dx.par_chunks_mut(PART)
+        .zip(dy.par_chunks(PART).zip(y.par_chunks(PART)))
+        .for_each(|(dx, (dy, y))| {
+            dx.iter_mut()
+                .zip(dy.iter().zip(y))
+                .for_each(|(dx, (&d, &y))| *dx = if y > 0.0 { d } else { 0.0 });
+        });
 }
 
 /// Non-overlapping max pooling; remembers which input won so the backward pass is a scatter.
@@ -38,7 +42,10 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     pub(crate) fn new(input: Shape, size: usize) -> Result<Self, String> {
         if size == 0 || input.h < size || input.w < size {
-            return Err(format!("max pool of {size} does not fit a {}x{} input", input.h, input.w));
+            return Err(format!(
+                "max pool of {size} does not fit a {}x{} input",
+                input.h, input.w
+            ));
         }
         Ok(MaxPool2d {
             input,
@@ -56,7 +63,11 @@ impl MaxPool2d {
         let in_len = i.len();
         let work = |(g, (y, arg)): (usize, (&mut [f32], &mut [u32]))| {
             let first = g * per;
-            for (local, (y, arg)) in y.chunks_exact_mut(o.len()).zip(arg.chunks_exact_mut(o.len())).enumerate() {
+            for (local, (y, arg)) in y
+                .chunks_exact_mut(o.len())
+                .zip(arg.chunks_exact_mut(o.len()))
+                .enumerate()
+            {
                 let n = first + local;
                 for oy in 0..o.h {
                     for ox in 0..o.w {
@@ -67,7 +78,11 @@ impl MaxPool2d {
                         for ky in 0..s {
                             for kx in 0..s {
                                 let at = n * in_len + ((oy * s + ky) * i.w + ox * s + kx) * c;
-                                for (ch, (&v, (best, arg))) in x[at..at + c].iter().zip(y.iter_mut().zip(arg.iter_mut())).enumerate() {
+                                for (ch, (&v, (best, arg))) in x[at..at + c]
+                                    .iter()
+                                    .zip(y.iter_mut().zip(arg.iter_mut()))
+                                    .enumerate()
+                                {
                                     let better = v > *best;
                                     *best = if better { v } else { *best };
                                     *arg = if better { (at + ch) as u32 } else { *arg };
@@ -79,7 +94,10 @@ impl MaxPool2d {
             }
         };
         let y = &mut y[..batch * o.len()];
-        let tasks = y.chunks_mut(per * o.len()).zip(self.argmax.chunks_mut(per * o.len())).enumerate();
+        let tasks = y
+            .chunks_mut(per * o.len())
+            .zip(self.argmax.chunks_mut(per * o.len()))
+            .enumerate();
         if groups > 1 {
             tasks.par_bridge().for_each(work);
         } else {
@@ -127,15 +145,22 @@ impl Dropout {
         self.mask.resize(batch * len, 0.0);
         // 16 random bits per decision, four decisions per generator call.
         let threshold = (self.rate * 65536.0) as u64;
-        self.mask.par_chunks_exact_mut(len).enumerate().for_each(|(n, mask)| {
-            let mut rng = Rng::derive(ctx.seed, &[ctx.index as u64, n as u64]);
-            for quad in mask.chunks_mut(4) {
-                let bits = rng.next_u64();
-                for (j, m) in quad.iter_mut().enumerate() {
-                    *m = if (bits >> (16 * j)) & 0xffff < threshold { 0.0 } else { keep };
+        self.mask
+            .par_chunks_exact_mut(len)
+            .enumerate()
+            .for_each(|(n, mask)| {
+                let mut rng = Rng::derive(ctx.seed, &[ctx.index as u64, n as u64]);
+                for quad in mask.chunks_mut(4) {
+                    let bits = rng.next_u64();
+                    for (j, m) in quad.iter_mut().enumerate() {
+                        *m = if (bits >> (16 * j)) & 0xffff < threshold {
+                            0.0
+                        } else {
+                            keep
+                        };
+                    }
                 }
-            }
-        });
+            });
         y.iter_mut()
             .zip(x.iter().zip(&self.mask))
             .for_each(|(y, (&x, &m))| *y = x * m);

@@ -8,17 +8,25 @@ use std::f32::consts::PI;
 pub enum Schedule {
     Constant,
     /// Linear warm-up over `warmup` of the steps, then cosine decay to zero.
-    CosineWarmup { warmup: f32 },
+    CosineWarmup {
+        warmup: f32,
+    },
     /// One-cycle: cosine rise from `max / div` to `max` over `warmup` of the steps, then cosine
     /// fall to `max / final_div`.
-    OneCycle { warmup: f32, div: f32, final_div: f32 },
+    OneCycle {
+        warmup: f32,
+        div: f32,
+        final_div: f32,
+    },
 }
 
 impl Schedule {
     /// Learning rate at `step` (0-based) of `total`, for peak rate `max`.
     pub fn rate(&self, max: f32, step: usize, total: usize) -> f32 {
         let t = step as f32 / total.max(1) as f32;
-        let cos = |from: f32, to: f32, frac: f32| to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos());
+        let cos = |from: f32, to: f32, frac: f32| {
+            to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos())
+        };
         match *self {
             Schedule::Constant => max,
             Schedule::CosineWarmup { warmup } => {
@@ -28,11 +36,19 @@ impl Schedule {
                     cos(max, 0.0, (t - warmup) / (1.0 - warmup).max(1e-6))
                 }
             }
-            Schedule::OneCycle { warmup, div, final_div } => {
+            Schedule::OneCycle {
+                warmup,
+                div,
+                final_div,
+            } => {
                 if t < warmup {
                     cos(max / div, max, t / warmup)
                 } else {
-                    cos(max, max / final_div, (t - warmup) / (1.0 - warmup).max(1e-6))
+                    cos(
+                        max,
+                        max / final_div,
+                        (t - warmup) / (1.0 - warmup).max(1e-6),
+                    )
                 }
             }
         }
@@ -45,7 +61,11 @@ mod tests {
 
     #[test]
     fn shapes_of_the_schedules() {
-        let s = Schedule::OneCycle { warmup: 0.25, div: 10.0, final_div: 100.0 };
+        let s = Schedule::OneCycle {
+            warmup: 0.25,
+            div: 10.0,
+            final_div: 100.0,
+        };
         assert!((s.rate(1.0, 0, 100) - 0.1).abs() < 1e-6);
         assert!((s.rate(1.0, 25, 100) - 1.0).abs() < 1e-6);
         assert!(s.rate(1.0, 99, 100) < 0.02);

@@ -22,7 +22,12 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         let mut st = seed;
         Rng {
-            s: [splitmix(&mut st), splitmix(&mut st), splitmix(&mut st), splitmix(&mut st)],
+            s: [
+                splitmix(&mut st),
+                splitmix(&mut st),
+                splitmix(&mut st),
+                splitmix(&mut st),
+            ],
         }
     }
 
@@ -63,7 +68,7 @@ impl Rng {
 
     /// Uniform integer in [0, n), n > 0 (Lemire's multiply-shift; bias below 2^-32 for our n).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Standard normal (Box-Muller).
@@ -87,8 +92,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_and_derive_differs() {
-        let a: Vec<u64> = (0..4).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(Rng::derive(7, &[1, 2]), Rng::derive(7, &[2, 1]));
         assert_eq!(Rng::derive(7, &[1, 2]), Rng::derive(7, &[1, 2]));
@@ -113,7 +128,10 @@ mod tests {
         assert!((su / n - 0.5).abs() < 0.01);
         assert!((sn / n).abs() < 0.01);
         assert!((sn2 / n - 1.0).abs() < 0.02);
-        assert!(counts.iter().all(|&c| (c as f64 / n - 0.1).abs() < 0.005), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (c as f64 / n - 0.1).abs() < 0.005),
+            "{counts:?}"
+        );
     }
 
     #[test]

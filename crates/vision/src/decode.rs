@@ -35,7 +35,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbaImage, VisionError> {
     let format = image::guess_format(bytes).map_err(|_| VisionError::UnknownFormat)?;
     if !matches!(
         format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp | ImageFormat::Gif | ImageFormat::WebP | ImageFormat::Tiff
+        ImageFormat::Png
+            | ImageFormat::Jpeg
+            | ImageFormat::Bmp
+            | ImageFormat::Gif
+            | ImageFormat::WebP
+            | ImageFormat::Tiff
     ) {
         return Err(VisionError::UnknownFormat);
     }
@@ -44,7 +49,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbaImage, VisionError> {
         .into_dimensions()
         .map_err(|e| VisionError::Decode(e.to_string()))?;
     if width == 0 || height == 0 {
-        return Err(VisionError::Decode(format!("the header declares a {width}x{height} image")));
+        return Err(VisionError::Decode(format!(
+            "the header declares a {width}x{height} image"
+        )));
     }
     if width as u64 * height as u64 > limits.max_pixels {
         return Err(VisionError::TooManyPixels {
@@ -81,7 +88,11 @@ mod tests {
         for &b in bytes {
             c ^= b as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -93,7 +104,10 @@ mod tests {
         assert_eq!(decode(&[], &l), Err(VisionError::Empty));
         assert_eq!(decode(b"hello, world", &l), Err(VisionError::UnknownFormat));
         let p = png(40, 30);
-        assert!(matches!(decode(&p[..p.len() - 20], &l), Err(VisionError::Decode(_))));
+        assert!(matches!(
+            decode(&p[..p.len() - 20], &l),
+            Err(VisionError::Decode(_))
+        ));
         assert!(matches!(decode(&p[..20], &l), Err(VisionError::Decode(_))));
         assert_eq!(decode(&p, &l).unwrap().dimensions(), (40, 30));
     }
@@ -107,9 +121,22 @@ mod tests {
         let crc = crc32(&p[12..29]);
         p[29..33].copy_from_slice(&crc.to_be_bytes());
         let e = decode(&p, &Limits::default()).unwrap_err();
-        assert_eq!(e, VisionError::TooManyPixels { width: 30000, height: 30000, limit: 40_000_000 });
+        assert_eq!(
+            e,
+            VisionError::TooManyPixels {
+                width: 30000,
+                height: 30000,
+                limit: 40_000_000
+            }
+        );
         assert!(e.to_string().contains("30000x30000"));
-        let small = Limits { max_bytes: 10, max_pixels: 1 };
-        assert!(matches!(decode(&png(2, 2), &small), Err(VisionError::TooManyBytes { .. })));
+        let small = Limits {
+            max_bytes: 10,
+            max_pixels: 1,
+        };
+        assert!(matches!(
+            decode(&png(2, 2), &small),
+            Err(VisionError::TooManyBytes { .. })
+        ));
     }
 }

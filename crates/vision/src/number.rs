@@ -64,7 +64,13 @@ fn components(ink: &InkMap) -> Vec<Blob> {
         }
         seen[start] = true;
         stack.push(start);
-        let mut b = Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, pixels: Vec::new() };
+        let mut b = Blob {
+            x0: usize::MAX,
+            y0: usize::MAX,
+            x1: 0,
+            y1: 0,
+            pixels: Vec::new(),
+        };
         while let Some(p) = stack.pop() {
             let (x, y) = (p % w, p / w);
             b.x0 = b.x0.min(x);
@@ -105,11 +111,19 @@ fn split(blob: Blob, parts: usize, width: usize) -> Vec<Blob> {
         let reach = bw / (parts * 3);
         let lo = centre.saturating_sub(reach).max(1);
         let hi = (centre + reach).min(bw - 1);
-        let best = (lo..=hi).min_by_key(|&c| (column[c], c.abs_diff(centre))).unwrap_or(centre);
+        let best = (lo..=hi)
+            .min_by_key(|&c| (column[c], c.abs_diff(centre)))
+            .unwrap_or(centre);
         cuts.push(blob.x0 + best);
     }
     let mut pieces: Vec<Blob> = (0..parts)
-        .map(|_| Blob { x0: usize::MAX, y0: usize::MAX, x1: 0, y1: 0, pixels: Vec::new() })
+        .map(|_| Blob {
+            x0: usize::MAX,
+            y0: usize::MAX,
+            x1: 0,
+            y1: 0,
+            pixels: Vec::new(),
+        })
         .collect();
     for &p in &blob.pixels {
         let (x, y) = (p % width, p / width);
@@ -135,7 +149,11 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
     let mut merged: Vec<Blob> = Vec::new();
     for b in blobs {
         // Pieces of one digit overlap horizontally (the bar of a 5 over its body).
-        if let Some(host) = merged.iter_mut().filter(|m| m.overlap(&b) >= 0.5).max_by_key(|m| m.pixels.len()) {
+        if let Some(host) = merged
+            .iter_mut()
+            .filter(|m| m.overlap(&b) >= 0.5)
+            .max_by_key(|m| m.pixels.len())
+        {
             host.absorb(b);
         } else if b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height {
             merged.push(b);
@@ -146,10 +164,19 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
         .into_iter()
         .map(|b| {
             let aspect = b.width() as f32 / b.height().max(1) as f32;
-            let most = if aspect > SPLIT_ASPECT { ((aspect / TYPICAL_ASPECT).round() as usize).max(2) } else { 1 };
+            let most = if aspect > SPLIT_ASPECT {
+                ((aspect / TYPICAL_ASPECT).round() as usize).max(2)
+            } else {
+                1
+            };
             let mut options = vec![vec![region(&b, ink.width)]];
             for parts in 2..=most {
-                options.push(split(b.clone(), parts, ink.width).iter().map(|p| region(p, ink.width)).collect());
+                options.push(
+                    split(b.clone(), parts, ink.width)
+                        .iter()
+                        .map(|p| region(p, ink.width))
+                        .collect(),
+                );
             }
             Segment { options }
         })
@@ -171,12 +198,22 @@ fn region(b: &Blob, image_width: usize) -> Region {
             (-1..=1).any(|dy| {
                 (-1..=1).any(|dx| {
                     let (nx, ny) = (x + dx, y + dy);
-                    nx >= 0 && ny >= 0 && nx < w as isize && ny < h as isize && mask[ny as usize * w + nx as usize]
+                    nx >= 0
+                        && ny >= 0
+                        && nx < w as isize
+                        && ny < h as isize
+                        && mask[ny as usize * w + nx as usize]
                 })
             })
         })
         .collect();
-    Region { x: b.x0, y: b.y0, w, h, mask: Some(grown) }
+    Region {
+        x: b.x0,
+        y: b.y0,
+        w,
+        h,
+        mask: Some(grown),
+    }
 }
 
 #[cfg(test)]
@@ -192,12 +229,21 @@ mod tests {
                 }
             }
         }
-        InkMap { width: w, height: h, ink, light_on_dark: false }
+        InkMap {
+            width: w,
+            height: h,
+            ink,
+            light_on_dark: false,
+        }
     }
 
     #[test]
     fn separate_digits_in_order() {
-        let m = map(300, 100, &[(200, 10, 215, 90), (20, 10, 35, 90), (110, 10, 125, 90)]);
+        let m = map(
+            300,
+            100,
+            &[(200, 10, 215, 90), (20, 10, 35, 90), (110, 10, 125, 90)],
+        );
         let xs: Vec<usize> = segment(&m).iter().map(|s| s.options[0][0].x).collect();
         assert_eq!(xs, vec![20, 110, 200]);
     }
@@ -205,7 +251,16 @@ mod tests {
     #[test]
     fn broken_strokes_of_one_digit_merge() {
         // The detached top bar of a 5 sits above its body.
-        let m = map(200, 100, &[(40, 10, 90, 18), (40, 30, 52, 90), (52, 80, 90, 90), (150, 10, 160, 90)]);
+        let m = map(
+            200,
+            100,
+            &[
+                (40, 10, 90, 18),
+                (40, 30, 52, 90),
+                (52, 80, 90, 90),
+                (150, 10, 160, 90),
+            ],
+        );
         let segs = segment(&m);
         assert_eq!(segs.len(), 2);
         assert_eq!((segs[0].options[0][0].y, segs[0].options[0][0].h), (10, 80));
@@ -214,7 +269,11 @@ mod tests {
     #[test]
     fn touching_digits_are_split_at_the_thinnest_column() {
         // Two 60-wide blocks joined by a thin bridge at x 100..110.
-        let m = map(300, 120, &[(40, 10, 100, 110), (110, 10, 170, 110), (100, 55, 110, 60)]);
+        let m = map(
+            300,
+            120,
+            &[(40, 10, 100, 110), (110, 10, 170, 110), (100, 55, 110, 60)],
+        );
         let segs = segment(&m);
         assert_eq!(segs.len(), 1);
         let halves = &segs[0].options[1];

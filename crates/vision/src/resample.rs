@@ -33,7 +33,11 @@ fn resample_axis(src: &[f32], w: usize, h: usize, out: usize, horizontal: bool) 
                 .enumerate()
                 .map(|(k, wt)| {
                     let i = first + k;
-                    wt * if horizontal { src[y * w + i] } else { src[i * w + x] }
+                    wt * if horizontal {
+                        src[y * w + i]
+                    } else {
+                        src[i * w + x]
+                    }
                 })
                 .sum();
         }

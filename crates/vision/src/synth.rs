@@ -79,7 +79,11 @@ struct Coverage {
 
 impl Coverage {
     fn new(w: usize, h: usize) -> Self {
-        Coverage { w, h, v: vec![0.0; w * h] }
+        Coverage {
+            w,
+            h,
+            v: vec![0.0; w * h],
+        }
     }
 
     /// Draws a 28x28 MNIST digit with its ink box's top-left at (x, y), `size` canvas pixels per
@@ -89,8 +93,14 @@ impl Coverage {
         let (sin, cos) = angle.sin_cos();
         let (cx, cy) = (x + 14.0 * s, y + 14.0 * s);
         let reach = size * 0.75;
-        let (xa, xb) = ((cx - reach).max(0.0) as usize, ((cx + reach) as usize).min(self.w));
-        let (ya, yb) = ((cy - reach).max(0.0) as usize, ((cy + reach) as usize).min(self.h));
+        let (xa, xb) = (
+            (cx - reach).max(0.0) as usize,
+            ((cx + reach) as usize).min(self.w),
+        );
+        let (ya, yb) = (
+            (cy - reach).max(0.0) as usize,
+            ((cy + reach) as usize).min(self.h),
+        );
         let px = |u: isize, v: isize| -> f32 {
             if (0..28).contains(&u) && (0..28).contains(&v) {
                 digit[v as usize * 28 + u as usize] as f32 / 255.0
@@ -101,7 +111,10 @@ impl Coverage {
         for py in ya..yb {
             for qx in xa..xb {
                 let (dx, dy) = (qx as f32 + 0.5 - cx, py as f32 + 0.5 - cy);
-                let (u, v) = ((cos * dx + sin * dy) / s + 14.0 - 0.5, (-sin * dx + cos * dy) / s + 14.0 - 0.5);
+                let (u, v) = (
+                    (cos * dx + sin * dy) / s + 14.0 - 0.5,
+                    (-sin * dx + cos * dy) / s + 14.0 - 0.5,
+                );
                 let (u0, v0) = (u.floor(), v.floor());
                 let (fu, fv) = (u - u0, v - v0);
                 let (u0, v0) = (u0 as isize, v0 as isize);
@@ -123,7 +136,10 @@ impl Coverage {
         for y in 0..h {
             for x in 0..w {
                 let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-                tmp[y * w + x] = self.v[y * w + a..y * w + b].iter().copied().fold(self.v[y * w + x], pick);
+                tmp[y * w + x] = self.v[y * w + a..y * w + b]
+                    .iter()
+                    .copied()
+                    .fold(self.v[y * w + x], pick);
             }
         }
         for y in 0..h {
@@ -134,6 +150,57 @@ impl Coverage {
         }
     }
 
+    /// Zhang-Suen thinning of the ink above 0.3 to a one-pixel centre line (topology kept).
+    fn skeletonize(&mut self) {
+        let (w, h) = (self.w, self.h);
+        let mut on: Vec<bool> = self.v.iter().map(|&v| v > 0.3).collect();
+        loop {
+            let mut changed = false;
+            for pass in 0..2 {
+                let mut remove = Vec::new();
+                for y in 1..h.saturating_sub(1) {
+                    for x in 1..w.saturating_sub(1) {
+                        if !on[y * w + x] {
+                            continue;
+                        }
+                        // Neighbours clockwise from north.
+                        let n = [
+                            (0, -1),
+                            (1, -1),
+                            (1, 0),
+                            (1, 1),
+                            (0, 1),
+                            (-1, 1),
+                            (-1, 0),
+                            (-1, -1),
+                        ]
+                        .map(|(dx, dy): (isize, isize)| {
+                            on[(y as isize + dy) as usize * w + (x as isize + dx) as usize]
+                        });
+                        let count = n.iter().filter(|&&b| b).count();
+                        let transitions = (0..8).filter(|&i| !n[i] && n[(i + 1) % 8]).count();
+                        let (a, b) = if pass == 0 {
+                            (n[0] && n[2] && n[4], n[2] && n[4] && n[6])
+                        } else {
+                            (n[0] && n[2] && n[6], n[0] && n[4] && n[6])
+                        };
+                        if (2..=6).contains(&count) && transitions == 1 && !a && !b {
+                            remove.push(y * w + x);
+                        }
+                    }
+                }
+                changed |= !remove.is_empty();
+                for i in remove {
+                    on[i] = false;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.v = on.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect();
+    }
+
     /// Three box blurs of radius `r` (close to a Gaussian).
     fn blur(&mut self, r: usize) {
         let (w, h) = (self.w, self.h);
@@ -142,13 +209,15 @@ impl Coverage {
             for y in 0..h {
                 for x in 0..w {
                     let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-                    tmp[y * w + x] = self.v[y * w + a..y * w + b].iter().sum::<f32>() / (b - a) as f32;
+                    tmp[y * w + x] =
+                        self.v[y * w + a..y * w + b].iter().sum::<f32>() / (b - a) as f32;
                 }
             }
             for y in 0..h {
                 for x in 0..w {
                     let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-                    self.v[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).sum::<f32>() / (b - a) as f32;
+                    self.v[y * w + x] =
+                        (a..b).map(|yy| tmp[yy * w + x]).sum::<f32>() / (b - a) as f32;
                 }
             }
         }
@@ -179,7 +248,9 @@ fn encode(img: DynamicImage, jpeg_quality: Option<u8>) -> Vec<u8> {
             .to_rgb8()
             .write_with_encoder(JpegEncoder::new_with_quality(&mut out, q))
             .expect("in-memory JPEG"),
-        None => img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("in-memory PNG"),
+        None => img
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .expect("in-memory PNG"),
     }
     out
 }
@@ -187,20 +258,32 @@ fn encode(img: DynamicImage, jpeg_quality: Option<u8>) -> Vec<u8> {
 /// Turns ink coverage into an encoded image in `style`.
 fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> {
     match style {
-        Style::Thick => cov.morph((size / 22.0).round().max(2.0) as usize, true),
-        Style::Thin => cov.v.iter_mut().for_each(|v| *v = ((*v - 0.75) / 0.25).clamp(0.0, 1.0)),
+        Style::Thick => cov.morph((size / 30.0).round().max(2.0) as usize, true),
+        Style::Thin => {
+            // A fine pen: the stroke's centre line, a pixel or two wide.
+            cov.skeletonize();
+            cov.morph((size / 200.0).round() as usize, true);
+        }
         Style::Blurred => cov.blur((size / 45.0).round().max(1.0) as usize),
         _ => {}
     }
     let (w, h) = (cov.w as u32, cov.h as u32);
-    let mix = |paper: f32, ink: f32, v: f32| ((paper * (1.0 - v) + ink * v) * 255.0).round().clamp(0.0, 255.0) as u8;
+    let mix = |paper: f32, ink: f32, v: f32| {
+        ((paper * (1.0 - v) + ink * v) * 255.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    };
     match style {
         Style::Transparent => {
-            let img = RgbaImage::from_fn(w, h, |x, y| image::Rgba([0, 0, 0, mix(0.0, 1.0, cov.v[(y * w + x) as usize])]));
+            let img = RgbaImage::from_fn(w, h, |x, y| {
+                image::Rgba([0, 0, 0, mix(0.0, 1.0, cov.v[(y * w + x) as usize])])
+            });
             encode(DynamicImage::ImageRgba8(img), None)
         }
         Style::Grey => {
-            let img = GrayImage::from_fn(w, h, |x, y| image::Luma([mix(1.0, 0.0, cov.v[(y * w + x) as usize])]));
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                image::Luma([mix(1.0, 0.0, cov.v[(y * w + x) as usize])])
+            });
             encode(DynamicImage::ImageLuma8(img), None)
         }
         Style::LightOnDark => {
@@ -221,7 +304,8 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             let (gx, gy) = (rng.range(-0.5, 0.5), rng.range(-0.5, 0.5));
             let noise_seed = rng.next_u64();
             let img = RgbImage::from_fn(w, h, |x, y| {
-                let light = 0.75 + gx * (x as f32 / w as f32 - 0.5) + gy * (y as f32 / h as f32 - 0.5);
+                let light =
+                    0.75 + gx * (x as f32 / w as f32 - 0.5) + gy * (y as f32 / h as f32 - 0.5);
                 let grain = (Rng::derive(noise_seed, &[(y * w + x) as u64]).uniform() - 0.5) * 0.06;
                 let v = cov.v[(y * w + x) as usize];
                 let g = mix(light + grain, 0.15 * light, v);
@@ -251,7 +335,11 @@ pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
     let (iw, ih) = ((x1 - x0) as f32 * s, (y1 - y0) as f32 * s);
     let x = rng.range(0.0, (w as f32 - iw).max(1.0)) - x0 as f32 * s;
     let y = rng.range(0.0, (h as f32 - ih).max(1.0)) - y0 as f32 * s;
-    let angle = if style == Style::Rotated { rng.range(-15.0, 15.0).to_radians() } else { 0.0 };
+    let angle = if style == Style::Rotated {
+        rng.range(-15.0, 15.0).to_radians()
+    } else {
+        0.0
+    };
     let mut cov = Coverage::new(w, h);
     cov.draw(digit, x, y, size, angle);
     finish(cov, style, size, rng)
@@ -268,14 +356,23 @@ pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
     let mut cursor = margin;
     for (i, b) in boxes.iter().enumerate() {
         let scale = rng.range(0.9, 1.1);
-        let gap = if i == 0 { 0.0 } else if rng.uniform() < 0.15 { -0.02 * size } else { rng.range(0.05, 0.35) * size };
+        let gap = if i == 0 {
+            0.0
+        } else if rng.uniform() < 0.15 {
+            -0.02 * size
+        } else {
+            rng.range(0.05, 0.35) * size
+        };
         cursor += gap;
         let x = cursor - b.0 as f32 * s * scale;
         let y = margin + rng.range(-0.05, 0.05) * size - b.1 as f32 * s * scale;
         placements.push((x, y, size * scale));
         cursor += (b.2 - b.0) as f32 * s * scale;
     }
-    let (w, h) = ((cursor + margin) as usize, (size * 1.1 + 2.0 * margin) as usize);
+    let (w, h) = (
+        (cursor + margin) as usize,
+        (size * 1.1 + 2.0 * margin) as usize,
+    );
     let mut cov = Coverage::new(w, h);
     for (d, &(x, y, sz)) in digits.iter().zip(&placements) {
         cov.draw(d, x, y, sz, 0.0);
@@ -303,7 +400,8 @@ mod tests {
         let mut rng = Rng::new(4);
         for style in Style::ALL {
             let bytes = render_digit(&seven(), style, &mut rng);
-            let n = crate::normalize(&bytes, &crate::Limits::default()).unwrap_or_else(|e| panic!("{style:?}: {e}"));
+            let n = crate::normalize(&bytes, &crate::Limits::default())
+                .unwrap_or_else(|e| panic!("{style:?}: {e}"));
             assert!(n.pixels.iter().sum::<f32>() > 5.0, "{style:?}");
             assert_eq!(n.light_on_dark, style == Style::LightOnDark, "{style:?}");
         }
