@@ -44,7 +44,27 @@ enum Command {
     Bench(model_cmd::BenchCommand),
 }
 
+/// Restores the default SIGPIPE action so `digits ... | head` ends quietly, as Unix tools do,
+/// instead of failing on a closed stdout.
+#[cfg(unix)]
+fn quiet_broken_pipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: setting a signal's disposition to the default is async-signal-safe and touches no
+    // Rust state.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_broken_pipe() {}
+
 fn main() {
+    quiet_broken_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DIGITS_LOG")
