@@ -4,6 +4,7 @@
 mod data_cmd;
 mod model_cmd;
 mod predict_cmd;
+mod serve_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Accuracy on realistic drawings and photos made from the MNIST test set.
     Realworld(predict_cmd::RealworldArgs),
+    /// Serve the drawing page and the JSON API.
+    Serve(serve_cmd::ServeArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(model_cmd::BenchCommand),
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
+        Command::Serve(args) => serve_cmd::serve(args, threads),
         Command::Bench(cmd) => model_cmd::bench(cmd, data_dir()?, threads),
     }
 }

@@ -1,0 +1,59 @@
+//! `digits serve`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use digits_model::shipped;
+use digits_server::workers::Models;
+use digits_server::Config;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The default model: a shipped model's name (cnn, mlp) or a model file. The shipped models
+    /// are always offered too.
+    #[arg(long, default_value = "cnn")]
+    model: String,
+}
+
+pub fn serve(args: ServeArgs, threads: usize) -> Result<()> {
+    let mut models = Models::new();
+    for name in shipped::NAMES {
+        models.insert(name.to_string(), shipped::resolve(name)?);
+    }
+    let default = if models.contains_key(&args.model) {
+        args.model.clone()
+    } else {
+        let m = shipped::resolve(&args.model)?;
+        let name = std::path::Path::new(&args.model)
+            .file_stem()
+            .map_or("custom".into(), |s| s.to_string_lossy().into_owned());
+        models.insert(name.clone(), m);
+        name
+    };
+    let config = Config {
+        default_model: default,
+        workers: threads,
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        println!(
+            "digits is serving on http://{} (models: {}); Ctrl+C stops it",
+            listener.local_addr()?,
+            models.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let app = digits_server::app(config, models);
+        digits_server::serve(listener, app).await?;
+        Ok(())
+    })
+}
