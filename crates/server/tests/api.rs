@@ -1,0 +1,342 @@
+//! Every endpoint and every error, in process (tower `oneshot`), with the shipped models.
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use digits_server::workers::Models;
+use digits_server::{app, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn router(config: Config) -> Router {
+    let mut models = Models::new();
+    for name in digits_model::shipped::NAMES {
+        models.insert(
+            name.to_string(),
+            digits_model::shipped::resolve(name).unwrap(),
+        );
+    }
+    app(config, models)
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    (
+        status,
+        to_bytes(res.into_body(), 64 << 20).await.unwrap().to_vec(),
+    )
+}
+
+async fn post(app: &Router, uri: &str, ctype: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::post(uri)
+        .header(header::CONTENT_TYPE, ctype)
+        .body(Body::from(body))
+        .unwrap();
+    let (s, b) = call(app, req).await;
+    (
+        s,
+        serde_json::from_slice(&b)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&b))),
+    )
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Vec<u8>) {
+    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn png(img: image::RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// A "1" drawn as a browser canvas exports it: black strokes on a transparent background.
+fn one() -> Vec<u8> {
+    png(image::RgbaImage::from_fn(280, 280, |x, y| {
+        image::Rgba(if (130..150).contains(&x) && (40..240).contains(&y) {
+            [0, 0, 0, 255]
+        } else {
+            [0, 0, 0, 0]
+        })
+    }))
+}
+
+/// "11" on one line.
+fn eleven() -> Vec<u8> {
+    png(image::RgbaImage::from_fn(560, 280, |x, y| {
+        let ink = ((150..170).contains(&x) || (380..400).contains(&x)) && (40..240).contains(&y);
+        image::Rgba(if ink {
+            [0, 0, 0, 255]
+        } else {
+            [255, 255, 255, 255]
+        })
+    }))
+}
+
+fn huge_header() -> Vec<u8> {
+    let mut p = png(image::RgbaImage::new(1, 1));
+    p[16..20].copy_from_slice(&30000u32.to_be_bytes());
+    p[20..24].copy_from_slice(&30000u32.to_be_bytes());
+    let mut crc = 0xffff_ffffu32;
+    for &b in &p[12..29] {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                0xedb8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    p[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    p
+}
+
+#[tokio::test]
+async fn predict_an_image_with_each_model() {
+    let app = router(Config::default());
+    for model in ["cnn", "mlp"] {
+        let (s, v) = post(
+            &app,
+            &format!("/api/v1/predict?model={model}"),
+            "image/png",
+            one(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["digit"], 1, "{v}");
+        assert_eq!(v["model"], model);
+        assert_eq!(v["probabilities"].as_array().unwrap().len(), 10);
+        assert_eq!(v["normalized"].as_array().unwrap().len(), 784);
+        assert!(v["confidence"].as_f64().unwrap() > 0.5 && v["uncertain"] == false);
+        assert!(v["elapsed_ms"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[tokio::test]
+async fn predict_pixels_and_numbers() {
+    let app = router(Config::default());
+    let mut pixels = vec![0.0f32; 784];
+    for y in 4..24 {
+        pixels[y * 28 + 14] = 1.0;
+        pixels[y * 28 + 13] = 0.6;
+    }
+    let body = serde_json::to_vec(&json!({ "pixels": pixels })).unwrap();
+    let (s, v) = post(&app, "/api/v1/predict", "application/json", body).await;
+    assert_eq!((s, v["digit"].clone()), (StatusCode::OK, json!(1)), "{v}");
+
+    let (s, v) = post(&app, "/api/v1/predict/number", "image/png", eleven()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["number"], "11", "{v}");
+    assert_eq!(v["digits"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn every_error_has_its_status_and_code() {
+    let app = router(Config {
+        max_body: 100_000,
+        ..Config::default()
+    });
+    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "/api/v1/predict",
+            "application/json",
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            "/api/v1/predict",
+            "application/json",
+            br#"{"pixels": [0.5, 0.5]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "wrong_pixel_count",
+        ),
+        (
+            "/api/v1/predict",
+            "application/json",
+            format!("{{\"pixels\": [{}]}}", vec!["2.5"; 784].join(",")).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "invalid_pixels",
+        ),
+        (
+            "/api/v1/predict",
+            "application/json",
+            b"{\"pixels\": [NaN]}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            vec![7u8; 200_000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            huge_header(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "image_too_large",
+        ),
+        (
+            "/api/v1/predict",
+            "text/plain",
+            b"7".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/api/v1/predict/number",
+            "application/json",
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            b"not an image at all".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_decodable",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            one()[..300].to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_decodable",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            png(image::RgbaImage::new(280, 280)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_ink",
+        ),
+        (
+            "/api/v1/predict/number",
+            "image/png",
+            png(image::RgbaImage::new(280, 280)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_ink",
+        ),
+        (
+            "/api/v1/predict",
+            "image/png",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+        ),
+        (
+            "/api/v1/predict?model=resnet",
+            "image/png",
+            one(),
+            StatusCode::BAD_REQUEST,
+            "unknown_model",
+        ),
+    ];
+    for (uri, ctype, body, status, code) in cases {
+        let (s, v) = post(&app, uri, ctype, body).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{uri} {ctype}: {v}"
+        );
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+    // The server is still healthy after all that.
+    assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn models_health_metrics_page_and_openapi() {
+    let app = router(Config::default());
+    let (s, b) = get(&app, "/api/v1/models").await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!((s, v["default"].clone()), (StatusCode::OK, json!("cnn")));
+    assert_eq!(v["models"].as_array().unwrap().len(), 2);
+
+    let (s, b) = get(&app, "/healthz").await;
+    assert_eq!(
+        (s, serde_json::from_slice::<Value>(&b).unwrap()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+
+    post(&app, "/api/v1/predict", "image/png", one()).await;
+    let (s, b) = get(&app, "/metrics").await;
+    let text = String::from_utf8(b).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        text.contains("# TYPE digits_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("digits_requests_total{endpoint=\"predict\",status=\"200\"} 1"),
+        "{text}"
+    );
+
+    let (s, b) = get(&app, "/").await;
+    let page = String::from_utf8(b).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("<canvas id=\"pad\"")
+            && !page.contains("http://")
+            && !page.contains("https://"),
+        "the page must work offline"
+    );
+
+    // The OpenAPI document describes exactly the routes the server has.
+    let (s, b) = get(&app, "/api/openapi.json").await;
+    let spec: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let paths: Vec<&String> = spec["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths.len(), 5);
+    for p in paths {
+        let method = if p.contains("predict") { "post" } else { "get" };
+        assert!(spec["paths"][p][method].is_object(), "{p}");
+        let probe = if method == "get" {
+            get(&app, p).await.0
+        } else {
+            post(&app, p, "image/png", one()).await.0
+        };
+        assert_eq!(probe, StatusCode::OK, "{p}");
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_instead_of_piling_up() {
+    let app = router(Config {
+        workers: 1,
+        queue: 1,
+        ..Config::default()
+    });
+    let body = one();
+    let requests = (0..16).map(|_| {
+        let (app, body) = (app.clone(), body.clone());
+        async move { post(&app, "/api/v1/predict", "image/png", body).await }
+    });
+    let results = futures_join(requests).await;
+    let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let busy = results
+        .iter()
+        .filter(|(s, v)| *s == StatusCode::SERVICE_UNAVAILABLE && v["code"] == "busy")
+        .count();
+    assert_eq!(ok + busy, 16);
+    assert!(ok >= 1);
+}
+
+/// Runs the futures concurrently on the test runtime.
+async fn futures_join<F: std::future::Future<Output = (StatusCode, Value)> + Send + 'static>(
+    fs: impl Iterator<Item = F>,
+) -> Vec<(StatusCode, Value)> {
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
