@@ -1,0 +1,116 @@
+// The web page as a person uses it, in Debian's Chromium: start `digits serve`, draw each digit
+// 0-9 with the mouse, read the answer the page shows; upload an image; read a number.
+// Run: npm test (DIGITS_BIN defaults to target/release/digits; CHROMIUM to /usr/bin/chromium).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { DIGITS, shifted } from "./strokes.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = process.env.DIGITS_BIN ?? path.join(root, "target/release/digits");
+const port = 18000 + Math.floor(Math.random() * 2000);
+const url = `http://127.0.0.1:${port}/`;
+const shots = path.join(root, "target/browser");
+let server, browser, page;
+
+async function waitForServer() {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(url + "healthz")).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("digits serve did not start");
+}
+
+before(async () => {
+  server = spawn(bin, ["serve", "--port", String(port)], { stdio: ["ignore", "inherit", "inherit"] });
+  await waitForServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  await page.goto(url);
+  await page.waitForSelector("#model option", { state: "attached" });
+  mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+});
+
+/// Draws strokes given in canvas pixels with the mouse, as a person would.
+async function draw(strokes) {
+  const box = await page.locator("#pad").boundingBox();
+  const size = await page.locator("#pad").evaluate((c) => [c.width, c.height]);
+  const at = ([x, y]) => [box.x + (x * box.width) / size[0], box.y + (y * box.height) / size[1]];
+  for (const stroke of strokes) {
+    const [x0, y0] = at(stroke[0]);
+    await page.mouse.move(x0, y0);
+    await page.mouse.down();
+    for (const p of stroke.slice(1)) {
+      const [x, y] = at(p);
+      await page.mouse.move(x, y, { steps: 2 });
+    }
+    await page.mouse.up();
+  }
+}
+
+/// Waits until the page shows the answer to the latest drawing, and returns it.
+async function answer() {
+  await page.waitForSelector("#pad[data-state=done]", { timeout: 10000 });
+  return (await page.locator("#answer").textContent()).trim();
+}
+
+test("each digit drawn with the mouse is read correctly", async () => {
+  for (const [digit, strokes] of Object.entries(DIGITS)) {
+    await page.keyboard.press("Escape");
+    await draw(strokes);
+    assert.equal(await answer(), digit, `drew ${digit}`);
+    const bars = await page.locator("#bars .bar").count();
+    assert.equal(bars, 10, "a bar per digit");
+    assert.match(await page.locator("#confidence").textContent(), /% sure/);
+    if (digit === "3") await page.screenshot({ path: path.join(shots, "page-digit-3.png") });
+  }
+});
+
+test("undo and clear work from the keyboard", async () => {
+  await page.keyboard.press("Escape");
+  await draw(DIGITS[4]);
+  assert.equal(await answer(), "4");
+  await page.keyboard.press("Control+z");
+  assert.notEqual(await answer(), "4", "undoing the 4's stem changes the answer");
+  assert.equal(await page.locator("#pad").evaluate((c) => c.getContext("2d").getImageData(175, 200, 1, 1).data[3]), 0, "the stem is gone");
+  await page.keyboard.press("Escape");
+  assert.equal((await page.locator("#answer").textContent()).trim(), "");
+});
+
+test("the MLP can be chosen", async () => {
+  await page.keyboard.press("Escape");
+  await page.selectOption("#model", "mlp");
+  await draw(DIGITS[7]);
+  assert.equal(await answer(), "7");
+  await page.selectOption("#model", "cnn");
+});
+
+test("an uploaded image is read", async () => {
+  await page.keyboard.press("Escape");
+  await page.setInputFiles("#file", path.join(root, "examples/seven.png"));
+  assert.equal(await answer(), "7");
+});
+
+test("number mode reads several digits", async () => {
+  await page.check("#number-mode");
+  await draw([...DIGITS[2], ...shifted(DIGITS[0], 170), ...shifted(DIGITS[7], 330)]);
+  assert.equal(await answer(), "207");
+  await page.screenshot({ path: path.join(shots, "page-number.png") });
+  await page.uncheck("#number-mode");
+});
