@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// (endpoint, status) -> (count, seconds).
+type Counters = BTreeMap<(&'static str, u16), (u64, f64)>;
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (endpoint, status) -> (count, seconds).
-    requests: Mutex<BTreeMap<(&'static str, u16), (u64, f64)>>,
+    requests: Mutex<Counters>,
 }
 
 impl Metrics {
