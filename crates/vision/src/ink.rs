@@ -246,23 +246,31 @@ impl InkMap {
             }
             coef = fit_quadratic(&samples).unwrap_or(coef);
         }
-        let mut ink: Vec<f32> = grey
-            .iter()
+        // The surface row by row: a_row + x * (b_row + c3 * x), in f32 (this is the hot loop).
+        let c = coef.map(|v| v as f32);
+        let xs: Vec<f32> = (0..width).map(|x| x as f32 / width as f32).collect();
+        let mut ink = vec![0f32; width * height];
+        for (y, (ink_row, grey_row)) in ink
+            .chunks_exact_mut(width)
+            .zip(grey.chunks_exact(width))
             .enumerate()
-            .map(|(i, &g)| {
-                let (x, y) = (
-                    (i % width) as f32 / width as f32,
-                    (i / width) as f32 / height as f32,
-                );
-                (eval_quadratic(&coef, x, y).min(1.0) - g).max(0.0)
-            })
-            .collect();
+        {
+            let yf = y as f32 / height as f32;
+            let (a, b) = (c[0] + c[2] * yf + c[5] * yf * yf, c[1] + c[4] * yf);
+            for ((v, &g), &x) in ink_row.iter_mut().zip(grey_row).zip(&xs) {
+                *v = ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0);
+            }
+        }
         let contrast = percentile(ink.iter().copied().filter(|&v| v > 0.02), 0.99);
         if contrast < MIN_CONTRAST {
             return Err(VisionError::NoInk);
         }
+        let (scale, floor) = (
+            1.0 / (contrast * (1.0 - NOISE_FLOOR)),
+            NOISE_FLOOR / (1.0 - NOISE_FLOOR),
+        );
         for v in &mut ink {
-            *v = ((*v / contrast - NOISE_FLOOR) / (1.0 - NOISE_FLOOR)).clamp(0.0, 1.0);
+            *v = (*v * scale - floor).clamp(0.0, 1.0);
         }
         let mass: f32 = ink.iter().sum();
         if mass < (6.0f32).max(2e-4 * (width * height) as f32) {
