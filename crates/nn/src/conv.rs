@@ -183,7 +183,7 @@ fn run_groups<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
 }
 
 /// How a layer turns its input samples into the rows of the product, and back.
-trait Unfold: Sync {
+pub trait Unfold: Sync {
     fn in_len(&self) -> usize;
     fn out_len(&self) -> usize;
     fn rows_per_sample(&self) -> usize;
@@ -298,7 +298,7 @@ fn linear_backward(
 
 /// Geometry of a square-kernel convolution over NHWC images.
 #[derive(Debug, Clone, Copy)]
-struct ConvGeometry {
+pub struct ConvGeometry {
     input: Shape,
     output: Shape,
     kernel: usize,
@@ -396,14 +396,55 @@ impl Unfold for ConvGeometry {
     }
 }
 
+/// A layer that is a product of rows with weights: a convolution (`U` = [`ConvGeometry`]) or a
+/// dense layer (`U` = [`DenseRows`]).
 #[derive(Debug, Clone)]
-pub struct Conv2d {
-    geometry: ConvGeometry,
+pub struct Linear<U> {
+    rows: U,
     pub(crate) core: LinearCore,
     scratch: Vec<Scratch>,
 }
 
-impl Conv2d {
+pub type Conv2d = Linear<ConvGeometry>;
+pub type Dense = Linear<DenseRows>;
+
+impl<U: Unfold> Linear<U> {
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        linear_forward(
+            &self.rows,
+            &self.core,
+            &mut self.scratch,
+            x,
+            y,
+            batch,
+            ctx.groups,
+        );
+    }
+
+    pub(crate) fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        batch: usize,
+        ctx: Ctx,
+    ) {
+        linear_backward(
+            &self.rows,
+            &mut self.core,
+            &mut self.scratch,
+            x,
+            y,
+            dy,
+            dx,
+            batch,
+            ctx.groups,
+        );
+    }
+}
+
+impl Linear<ConvGeometry> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         input: Shape,
@@ -433,8 +474,8 @@ impl Conv2d {
             (pw - kernel) / stride + 1,
             filters,
         );
-        Ok(Conv2d {
-            geometry: ConvGeometry {
+        Ok(Linear {
+            rows: ConvGeometry {
                 input,
                 output,
                 kernel,
@@ -447,47 +488,13 @@ impl Conv2d {
     }
 
     pub(crate) fn output(&self) -> Shape {
-        self.geometry.output
-    }
-
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        linear_forward(
-            &self.geometry,
-            &self.core,
-            &mut self.scratch,
-            x,
-            y,
-            batch,
-            ctx.groups,
-        );
-    }
-
-    pub(crate) fn backward(
-        &mut self,
-        x: &[f32],
-        y: &[f32],
-        dy: &mut [f32],
-        dx: Option<&mut [f32]>,
-        batch: usize,
-        ctx: Ctx,
-    ) {
-        linear_backward(
-            &self.geometry,
-            &mut self.core,
-            &mut self.scratch,
-            x,
-            y,
-            dy,
-            dx,
-            batch,
-            ctx.groups,
-        );
+        self.rows.output
     }
 }
 
 /// A dense layer's rows are its flattened input samples.
 #[derive(Debug, Clone, Copy)]
-struct DenseRows {
+pub struct DenseRows {
     inputs: usize,
     units: usize,
 }
@@ -522,14 +529,7 @@ impl Unfold for DenseRows {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Dense {
-    rows: DenseRows,
-    pub(crate) core: LinearCore,
-    scratch: Vec<Scratch>,
-}
-
-impl Dense {
+impl Linear<DenseRows> {
     pub(crate) fn new(
         inputs: usize,
         units: usize,
@@ -540,7 +540,7 @@ impl Dense {
         if inputs == 0 || units == 0 {
             return Err(format!("{name}: a dense layer needs inputs and units"));
         }
-        Ok(Dense {
+        Ok(Linear {
             rows: DenseRows { inputs, units },
             core: LinearCore::new(inputs, units, true, relu, name, rng),
             scratch: Vec::new(),
@@ -549,39 +549,5 @@ impl Dense {
 
     pub(crate) fn units(&self) -> usize {
         self.rows.units
-    }
-
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        linear_forward(
-            &self.rows,
-            &self.core,
-            &mut self.scratch,
-            x,
-            y,
-            batch,
-            ctx.groups,
-        );
-    }
-
-    pub(crate) fn backward(
-        &mut self,
-        x: &[f32],
-        y: &[f32],
-        dy: &mut [f32],
-        dx: Option<&mut [f32]>,
-        batch: usize,
-        ctx: Ctx,
-    ) {
-        linear_backward(
-            &self.rows,
-            &mut self.core,
-            &mut self.scratch,
-            x,
-            y,
-            dy,
-            dx,
-            batch,
-            ctx.groups,
-        );
     }
 }
