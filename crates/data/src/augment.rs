@@ -41,31 +41,36 @@ impl Augment {
     }
 }
 
+/// Bilinear sample of a 28x28 byte image at (x, y) in pixel-index coordinates, scaled to
+/// [0, 1]; outside the image is background.
+pub fn sample(img: &[u8], x: f32, y: f32) -> f32 {
+    let px = |x: isize, y: isize| -> f32 {
+        if x < 0 || y < 0 || x >= SIDE as isize || y >= SIDE as isize {
+            0.0
+        } else {
+            normalize_into_pixel(img[y as usize * SIDE + x as usize])
+        }
+    };
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as isize, y0 as isize);
+    px(x0, y0) * (1.0 - fx) * (1.0 - fy)
+        + px(x0 + 1, y0) * fx * (1.0 - fy)
+        + px(x0, y0 + 1) * (1.0 - fx) * fy
+        + px(x0 + 1, y0 + 1) * fx * fy
+}
+
 /// Output pixel p samples the source at R(-angle) (p - c - t) / scale + c.
 fn warp(src: &[u8], dst: &mut [f32], angle: f32, scale: f32, dx: f32, dy: f32) {
     let c = (SIDE as f32 - 1.0) / 2.0;
     let (sin, cos) = angle.sin_cos();
     let inv = 1.0 / scale;
-    let px = |x: isize, y: isize| -> f32 {
-        if x < 0 || y < 0 || x >= SIDE as isize || y >= SIDE as isize {
-            0.0
-        } else {
-            normalize_into_pixel(src[y as usize * SIDE + x as usize])
-        }
-    };
     for oy in 0..SIDE {
         for ox in 0..SIDE {
             let (rx, ry) = (ox as f32 - c - dx, oy as f32 - c - dy);
             let sx = (cos * rx + sin * ry) * inv + c;
             let sy = (-sin * rx + cos * ry) * inv + c;
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as isize, y0 as isize);
-            let v = px(x0, y0) * (1.0 - fx) * (1.0 - fy)
-                + px(x0 + 1, y0) * fx * (1.0 - fy)
-                + px(x0, y0 + 1) * (1.0 - fx) * fy
-                + px(x0 + 1, y0 + 1) * fx * fy;
-            dst[oy * SIDE + ox] = v;
+            dst[oy * SIDE + ox] = sample(src, sx, sy);
         }
     }
 }

@@ -75,25 +75,6 @@ fn eleven() -> Vec<u8> {
     }))
 }
 
-fn huge_header() -> Vec<u8> {
-    let mut p = png(image::RgbaImage::new(1, 1));
-    p[16..20].copy_from_slice(&30000u32.to_be_bytes());
-    p[20..24].copy_from_slice(&30000u32.to_be_bytes());
-    let mut crc = 0xffff_ffffu32;
-    for &b in &p[12..29] {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                0xedb8_8320 ^ (crc >> 1)
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    p[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    p
-}
-
 #[tokio::test]
 async fn predict_an_image_with_each_model() {
     let app = router(Config::default());
@@ -178,7 +159,7 @@ async fn every_error_has_its_status_and_code() {
         (
             "/api/v1/predict",
             "image/png",
-            huge_header(),
+            digits_vision::synth::png_claiming(30000, 30000),
             StatusCode::PAYLOAD_TOO_LARGE,
             "image_too_large",
         ),

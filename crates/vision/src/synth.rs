@@ -101,13 +101,6 @@ impl Coverage {
             (cy - reach).max(0.0) as usize,
             ((cy + reach) as usize).min(self.h),
         );
-        let px = |u: isize, v: isize| -> f32 {
-            if (0..28).contains(&u) && (0..28).contains(&v) {
-                digit[v as usize * 28 + u as usize] as f32 / 255.0
-            } else {
-                0.0
-            }
-        };
         for py in ya..yb {
             for qx in xa..xb {
                 let (dx, dy) = (qx as f32 + 0.5 - cx, py as f32 + 0.5 - cy);
@@ -115,13 +108,7 @@ impl Coverage {
                     (cos * dx + sin * dy) / s + 14.0 - 0.5,
                     (-sin * dx + cos * dy) / s + 14.0 - 0.5,
                 );
-                let (u0, v0) = (u.floor(), v.floor());
-                let (fu, fv) = (u - u0, v - v0);
-                let (u0, v0) = (u0 as isize, v0 as isize);
-                let val = px(u0, v0) * (1.0 - fu) * (1.0 - fv)
-                    + px(u0 + 1, v0) * fu * (1.0 - fv)
-                    + px(u0, v0 + 1) * (1.0 - fu) * fv
-                    + px(u0 + 1, v0 + 1) * fu * fv;
+                let val = digits_data::augment::sample(digit, u, v);
                 let c = &mut self.v[py * self.w + qx];
                 *c = c.max(val);
             }
@@ -378,6 +365,28 @@ pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
         cov.draw(d, x, y, sz, 0.0);
     }
     finish(cov, Style::Canvas, size, rng)
+}
+
+/// A valid 1x1 PNG whose header claims `width x height` pixels (with a correct checksum):
+/// the decompression-bomb shape that limits must refuse before decoding.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut p = encode(DynamicImage::ImageLuma8(GrayImage::new(1, 1)), None);
+    p[16..20].copy_from_slice(&width.to_be_bytes());
+    p[20..24].copy_from_slice(&height.to_be_bytes());
+    // CRC-32 of the IHDR chunk's type and data.
+    let mut crc = 0xffff_ffffu32;
+    for &b in &p[12..29] {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                0xedb8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    p[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    p
 }
 
 #[cfg(test)]
