@@ -90,9 +90,9 @@ impl Trainer {
         (n / self.config().batch_size).max(1)
     }
 
-    /// Fills the network's input with the (augmented) images at `indices` and returns the loss
-    /// and correct count of one optimisation step on them.
-    fn step(
+    /// One optimisation step on the (augmented) images at `indices`: returns the batch's mean
+    /// loss and how many of its images were classified right.
+    pub fn step(
         &mut self,
         train: &Digits,
         indices: &[usize],

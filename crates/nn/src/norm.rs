@@ -8,18 +8,27 @@ use rayon::prelude::*;
 const ROWS_PER_PART: usize = 512;
 
 /// Per-channel sums of `f(row_of_a, row_of_b)` terms over all rows, as two f64 vectors; each
-/// part of [`ROWS_PER_PART`] rows is summed in f32, the parts in f64, in order.
+/// part of [`ROWS_PER_PART`] rows is summed in f32 into `parts` (reused scratch), the parts in
+/// f64, in order.
 fn channel_sums(
     a: &[f32],
     b: &[f32],
     c: usize,
+    parts: &mut Vec<f32>,
     f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = a
-        .par_chunks(ROWS_PER_PART * c)
-        .zip(b.par_chunks(ROWS_PER_PART * c))
-        .map(|(a, b)| {
-            let (mut s1, mut s2) = (vec![0f32; c], vec![0f32; c]);
+    let n = a.len().div_ceil(ROWS_PER_PART * c);
+    parts.resize(n * 2 * c, 0.0);
+    parts
+        .par_chunks_mut(2 * c)
+        .zip(
+            a.par_chunks(ROWS_PER_PART * c)
+                .zip(b.par_chunks(ROWS_PER_PART * c)),
+        )
+        .for_each(|(sums, (a, b))| {
+            let (s1, s2) = sums.split_at_mut(c);
+            s1.fill(0.0);
+            s2.fill(0.0);
             for (ra, rb) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
                 for ch in 0..c {
                     let (u, v) = f(ch, ra[ch], rb[ch]);
@@ -27,14 +36,12 @@ fn channel_sums(
                     s2[ch] += v;
                 }
             }
-            (s1, s2)
-        })
-        .collect();
+        });
     let (mut t1, mut t2) = (vec![0f64; c], vec![0f64; c]);
-    for (s1, s2) in parts {
+    for sums in parts.chunks_exact(2 * c) {
         for ch in 0..c {
-            t1[ch] += s1[ch] as f64;
-            t2[ch] += s2[ch] as f64;
+            t1[ch] += sums[ch] as f64;
+            t2[ch] += sums[c + ch] as f64;
         }
     }
     (t1, t2)
@@ -52,6 +59,8 @@ pub struct BatchNorm {
     /// Batch mean and 1/std of the last training forward pass, for the backward pass.
     mean: Vec<f32>,
     inv_std: Vec<f32>,
+    /// Partial sums, reused every step.
+    parts: Vec<f32>,
 }
 
 impl BatchNorm {
@@ -70,6 +79,7 @@ impl BatchNorm {
             running_var: p("running_var", 1.0, false),
             mean: vec![0.0; c],
             inv_std: vec![1.0; c],
+            parts: Vec::new(),
         }
     }
 
@@ -78,7 +88,7 @@ impl BatchNorm {
         let rows = batch * self.shape.h * self.shape.w;
         if mode == Mode::Train {
             let x = &x[..rows * c];
-            let (sum, sq) = channel_sums(x, x, c, |_, v, _| (v, v * v));
+            let (sum, sq) = channel_sums(x, x, c, &mut self.parts, |_, v, _| (v, v * v));
             let m = rows as f64;
             for ch in 0..c {
                 let mean = sum[ch] / m;
@@ -121,9 +131,13 @@ impl BatchNorm {
         let c = self.shape.c;
         let rows = batch * self.shape.h * self.shape.w;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let (sum_dy, sum_dy_xhat) = channel_sums(&dy[..rows * c], &x[..rows * c], c, |ch, d, x| {
-            (d, d * (x - mean[ch]) * inv_std[ch])
-        });
+        let (sum_dy, sum_dy_xhat) = channel_sums(
+            &dy[..rows * c],
+            &x[..rows * c],
+            c,
+            &mut self.parts,
+            |ch, d, x| (d, d * (x - mean[ch]) * inv_std[ch]),
+        );
         let sum_dy: Vec<f32> = sum_dy.into_iter().map(|v| v as f32).collect();
         let sum_dy_xhat: Vec<f32> = sum_dy_xhat.into_iter().map(|v| v as f32).collect();
         self.beta.grad.copy_from_slice(&sum_dy);
