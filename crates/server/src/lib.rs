@@ -287,6 +287,12 @@ fn finish(
         Ok(mut v) => {
             v["elapsed_ms"] = json!(elapsed.as_secs_f64() * 1e3);
             s.metrics.record(endpoint, 200, elapsed);
+            tracing::info!(
+                endpoint,
+                status = 200,
+                ms = elapsed.as_secs_f64() * 1e3,
+                "request"
+            );
             Json(v).into_response()
         }
         Err(e) => {
