@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use digits_data::{split::split, DataDir, Digits};
 use digits_model::eval::{evaluate, Evaluation};
-use digits_model::train::{bench_train, EpochStats, Observer, Trainer};
+use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
 use digits_model::{file, shipped, Architecture};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// Train on only the first N training images (quick experiments).
     #[arg(long)]
     limit: Option<usize>,
+    /// Add N images of two touching training digits labelled "none", so the model doubts such
+    /// blobs and `predict --number` cuts them apart (see BENCHMARKS.md for the trade-off).
+    #[arg(long)]
+    touching_negatives: Option<usize>,
     /// Stop after this many batches (smoke tests).
     #[arg(long)]
     max_batches: Option<usize>,
@@ -114,13 +118,23 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         if let Some(e) = args.epochs {
             config.epochs = e;
         }
+        if let Some(n) = args.touching_negatives {
+            config.touching_negatives = n;
+        }
         Trainer::new(args.model, config, args.seed)
     };
     if let Some(e) = args.epochs {
         trainer.model.meta.training.epochs = e;
     }
     let seed = trainer.model.meta.seed;
-    let split = split(&all, args.validation, seed)?;
+    let mut split = split(&all, args.validation, seed)?;
+    let negatives = trainer.model.meta.training.touching_negatives;
+    if negatives > 0 {
+        split
+            .train
+            .extend(&touching_negatives(&split.train, negatives, seed));
+        println!("added {negatives} images of touching digit pairs labelled 'none'");
+    }
     println!(
         "training {} ({} parameters) on {} images, validating on {}, {} threads",
         args.model,

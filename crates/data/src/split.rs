@@ -41,6 +41,12 @@ impl Digits {
         Digits::new(images, indices.iter().map(|&i| self.labels[i]).collect())
     }
 
+    /// Appends another set's images and labels.
+    pub fn extend(&mut self, other: &Digits) {
+        self.images.extend_from_slice(&other.images);
+        self.labels.extend_from_slice(&other.labels);
+    }
+
     /// The first `n` images (all of them when `n` is larger).
     pub fn take(&self, n: usize) -> Digits {
         let n = n.min(self.len());

@@ -103,6 +103,7 @@ impl Architecture {
                 },
                 label_smoothing: 0.0,
                 augment: Some(Augment::default()),
+                touching_negatives: 0,
             },
             // Keras' defaults for the tutorial model: Adam at 1e-3, no schedule, no augmentation.
             Architecture::CnnRef => TrainConfig {
@@ -113,6 +114,7 @@ impl Architecture {
                 schedule: Schedule::Constant,
                 label_smoothing: 0.0,
                 augment: None,
+                touching_negatives: 0,
             },
             Architecture::Mlp => TrainConfig {
                 epochs: 30,
@@ -130,6 +132,7 @@ impl Architecture {
                     scale: 0.08,
                     shift: 1.5,
                 }),
+                touching_negatives: 0,
             },
         }
     }
@@ -152,4 +155,8 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     pub label_smoothing: f32,
     pub augment: Option<Augment>,
+    /// Images of two touching training digits added with the label "none" (uniform target), so
+    /// the model is unsure of them and a reader of numbers cuts such blobs apart.
+    #[serde(default)]
+    pub touching_negatives: usize,
 }

@@ -207,6 +207,33 @@ impl Trainer {
     }
 }
 
+/// Label of the negative examples: "none of the ten digits".
+pub const NONE: u8 = 10;
+
+/// `n` images of two touching digits drawn from `train`, put through the same normalisation as
+/// user images and labelled [`NONE`]. Only ever built from the training split.
+pub fn touching_negatives(train: &Digits, n: usize, seed: u64) -> Digits {
+    use digits_vision::{synth::render_touching_pair, InkMap, Limits};
+    let images: Vec<u8> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let mut rng = Rng::derive(seed, &[4, i as u64]);
+            let (a, b) = (rng.below(train.len()), rng.below(train.len()));
+            let png = render_touching_pair(train.image(a), train.image(b), &mut rng);
+            let pixels = digits_vision::decode(&png, &Limits::default())
+                .and_then(|img| InkMap::from_rgba(&img))
+                .and_then(|ink| ink.normalize(&ink.full_region()))
+                .map(|n| n.pixels)
+                .unwrap_or_else(|_| vec![0.0; PIXELS]);
+            pixels
+                .into_iter()
+                .map(|v| (v * 255.0).round() as u8)
+                .collect::<Vec<u8>>()
+        })
+        .collect();
+    Digits::new(images, vec![NONE; n])
+}
+
 /// Training throughput over `batches` batches after two warm-up batches (nothing is evaluated
 /// or saved): the number `digits bench train` reports.
 pub fn bench_train(architecture: Architecture, train: &Digits, batches: usize, seed: u64) -> f32 {

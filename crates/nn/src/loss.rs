@@ -14,7 +14,9 @@ pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
 }
 
 /// Mean loss over the batch, with its gradient with respect to the logits written to `grad`.
-/// The target puts `1 - smoothing` on the label and spreads `smoothing` over all classes.
+/// The target puts `1 - smoothing` on the label and spreads `smoothing` over all classes; a
+/// label of `classes` or more means "none of them" and targets the uniform distribution (for
+/// negative examples, so the model learns to be unsure of them).
 /// Returns (mean loss, number of rows whose arg-max is the label).
 pub fn softmax_cross_entropy(
     logits: &[f32],
@@ -36,6 +38,11 @@ pub fn softmax_cross_entropy(
         .zip(labels)
     {
         let label = label as usize;
+        let (on, off) = if label >= classes {
+            (1.0 / classes as f32, 1.0 / classes as f32)
+        } else {
+            (on, off)
+        };
         let argmax =
             logit_row.iter().enumerate().fold(
                 0,
@@ -74,6 +81,14 @@ mod tests {
                 assert!(((up - down) / 2e-3 - grad[i]).abs() < 1e-3, "{i}");
             }
         }
+    }
+
+    #[test]
+    fn a_none_label_targets_the_uniform_distribution() {
+        let mut grad = vec![0.0; 4];
+        let (loss, correct) = softmax_cross_entropy(&[0.0; 4], &[10], 4, 0.0, &mut grad);
+        assert!((loss - 4f32.ln()).abs() < 1e-6 && correct == 0);
+        assert!(grad.iter().all(|g| g.abs() < 1e-7));
     }
 
     #[test]

@@ -335,6 +335,27 @@ pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
 /// Several MNIST digits written side by side on one line, as a PNG: varied sizes and spacing,
 /// some touching.
 pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
+    render_line(digits, rng, |rng, size| {
+        if rng.uniform() < 0.15 {
+            -0.02 * size
+        } else {
+            rng.range(0.05, 0.35) * size
+        }
+    })
+}
+
+/// Two digits written so close that their ink touches or overlaps, as a PNG: what a reader of
+/// numbers must not take for one digit.
+pub fn render_touching_pair(a: &[u8], b: &[u8], rng: &mut Rng) -> Vec<u8> {
+    render_line(&[a, b], rng, |rng, size| rng.range(-0.1, 0.0) * size)
+}
+
+/// Digits on one line; `gap(rng, size)` gives the space before each digit after the first.
+fn render_line(
+    digits: &[&[u8]],
+    rng: &mut Rng,
+    mut gap: impl FnMut(&mut Rng, f32) -> f32,
+) -> Vec<u8> {
     let size = rng.range(90.0, 160.0);
     let s = size / 28.0;
     let boxes: Vec<_> = digits.iter().map(|d| ink_box(d)).collect();
@@ -343,14 +364,9 @@ pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
     let mut cursor = margin;
     for (i, b) in boxes.iter().enumerate() {
         let scale = rng.range(0.9, 1.1);
-        let gap = if i == 0 {
-            0.0
-        } else if rng.uniform() < 0.15 {
-            -0.02 * size
-        } else {
-            rng.range(0.05, 0.35) * size
-        };
-        cursor += gap;
+        if i > 0 {
+            cursor += gap(rng, size);
+        }
         let x = cursor - b.0 as f32 * s * scale;
         let y = margin + rng.range(-0.05, 0.05) * size - b.1 as f32 * s * scale;
         placements.push((x, y, size * scale));
