@@ -297,7 +297,7 @@ fn finish(
         }
         Err(e) => {
             s.metrics.record(endpoint, e.0.as_u16(), elapsed);
-            tracing::debug!(
+            tracing::info!(
                 endpoint,
                 status = e.0.as_u16(),
                 code = e.1,
