@@ -5,20 +5,76 @@ use clap::{Args, Subcommand};
 use digits_data::{split::split, DataDir, Digits};
 use digits_model::eval::{evaluate, Evaluation};
 use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
-use digits_model::{file, shipped, Architecture};
+use digits_model::{file, shipped, Architecture, Model, SvmModel, SvmSettings};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 fn parse_arch(s: &str) -> Result<Architecture, String> {
     Architecture::parse(s)
-        .ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref or mlp)"))
+        .ok_or_else(|| format!("unknown network '{s}' (choose cnn, cnn-ref or mlp)"))
+}
+
+/// What `digits train` can build.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    Network(Architecture),
+    Svm,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Result<Kind, String> {
+        match s {
+            "svm" => Ok(Kind::Svm),
+            _ => Architecture::parse(s)
+                .map(Kind::Network)
+                .ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref, mlp or svm)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Network(a) => a.fmt(f),
+            Kind::Svm => f.write_str("svm"),
+        }
+    }
+}
+
+/// SVM settings; the defaults were chosen on the validation split.
+#[derive(Args)]
+pub struct SvmArgs {
+    /// SVM: penalty C on margin violations.
+    #[arg(long, default_value_t = SvmSettings::default().svm.c)]
+    svm_c: f32,
+    /// SVM: RBF kernel width gamma (on PCA coordinates of pixels in 0..1).
+    #[arg(long, default_value_t = SvmSettings::default().svm.gamma)]
+    svm_gamma: f32,
+    /// SVM: principal components kept.
+    #[arg(long, default_value_t = SvmSettings::default().components)]
+    svm_components: usize,
+    /// SVM: do not deskew digits before projecting them.
+    #[arg(long)]
+    svm_no_deskew: bool,
+}
+
+impl SvmArgs {
+    fn settings(&self, seed: u64) -> SvmSettings {
+        let mut s = SvmSettings::default();
+        s.svm.c = self.svm_c;
+        s.svm.gamma = self.svm_gamma;
+        s.components = self.svm_components;
+        s.deskew = !self.svm_no_deskew;
+        s.seed = seed;
+        s
+    }
 }
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Architecture: cnn (default), cnn-ref (the peers' reference model) or mlp.
-    #[arg(long, default_value = "cnn", value_parser = parse_arch)]
-    model: Architecture,
+    /// Model: cnn (default), cnn-ref (the peers' reference network), mlp or svm.
+    #[arg(long, default_value = "cnn", value_parser = Kind::parse)]
+    model: Kind,
     /// Epochs (default: the architecture's own).
     #[arg(long)]
     epochs: Option<usize>,
@@ -44,6 +100,8 @@ pub struct TrainArgs {
     /// Stop after this many batches (smoke tests).
     #[arg(long)]
     max_batches: Option<usize>,
+    #[command(flatten)]
+    svm: SvmArgs,
 }
 
 /// Draws a bar per epoch with the running loss and speed.
@@ -96,16 +154,45 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
     };
     let out = args
         .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{}.safetensors", args.model)));
+    let start = std::time::Instant::now();
+    let mut model = match args.model {
+        Kind::Network(architecture) => {
+            Model::Neural(train_network(&args, architecture, &all, &out)?)
+        }
+        Kind::Svm => Model::Svm(train_svm(&args, &all)?),
+    };
+    let seconds = start.elapsed().as_secs_f32();
+    let test = evaluate(&mut model, &data.test);
+    model.set_test_accuracy(test.accuracy);
+    file::save(&model, &out)?;
+    println!(
+        "trained in {seconds:.0}s; test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
+        100.0 * test.accuracy,
+        test.errors,
+        test.images,
+        digits_model::Classify::temperature(&model),
+        out.display()
+    );
+    Ok(())
+}
+
+fn train_network(
+    args: &TrainArgs,
+    architecture: Architecture,
+    all: &Digits,
+    out: &std::path::Path,
+) -> Result<digits_model::NeuralModel> {
     let ckpt = PathBuf::from(format!("{}.ckpt", out.display()));
     let mut trainer = if args.resume && ckpt.exists() {
         let t = Trainer::resume(&ckpt)?;
         anyhow::ensure!(
-            t.model.architecture() == args.model,
+            t.model.architecture() == architecture,
             "{} holds a {} checkpoint, not {}",
             ckpt.display(),
             t.model.architecture(),
-            args.model
+            architecture
         );
         println!(
             "resuming {} after epoch {}",
@@ -114,20 +201,20 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         );
         t
     } else {
-        let mut config = args.model.default_training();
+        let mut config = architecture.default_training();
         if let Some(e) = args.epochs {
             config.epochs = e;
         }
         if let Some(n) = args.touching_negatives {
             config.touching_negatives = n;
         }
-        Trainer::new(args.model, config, args.seed)
+        Trainer::new(architecture, config, args.seed)
     };
     if let Some(e) = args.epochs {
         trainer.model.meta.training.epochs = e;
     }
     let seed = trainer.model.meta.seed;
-    let mut split = split(&all, args.validation, seed)?;
+    let mut split = split(all, args.validation, seed)?;
     let negatives = trainer.model.meta.training.touching_negatives;
     if negatives > 0 {
         split
@@ -136,40 +223,62 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         println!("added {negatives} images of touching digit pairs labelled 'none'");
     }
     println!(
-        "training {} ({} parameters) on {} images, validating on {}, {} threads",
-        args.model,
+        "training {architecture} ({} parameters) on {} images, validating on {}, {} threads",
         trainer.model.net.parameter_count(),
         split.train.len(),
         split.validation.len(),
         rayon::current_num_threads()
     );
     let epochs = trainer.model.meta.training.epochs;
-    let start = std::time::Instant::now();
     trainer.run(
         &split,
         &mut Bars { bar: None, epochs },
         Some(&ckpt),
         args.max_batches,
     )?;
-    let mut model = trainer.finish(&split.validation);
-    let test = evaluate(&mut model, &data.test);
-    model.meta.test_accuracy = Some(test.accuracy);
-    file::save(&model, &out)?;
+    Ok(trainer.finish(&split.validation))
+}
+
+fn train_svm(args: &TrainArgs, all: &Digits) -> Result<SvmModel> {
+    let split = split(all, args.validation, args.seed)?;
+    let settings = args.svm.settings(args.seed);
     println!(
-        "trained in {:.0}s; test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
-        start.elapsed().as_secs_f32(),
-        100.0 * test.accuracy,
-        test.errors,
-        test.images,
-        model.meta.temperature,
-        out.display()
+        "training svm (C {}, gamma {}, {} principal components, deskew {}) on {} images, validating on {}, {} threads",
+        settings.svm.c,
+        settings.svm.gamma,
+        settings.components,
+        if settings.deskew { "on" } else { "off" },
+        split.train.len(),
+        split.validation.len(),
+        rayon::current_num_threads()
     );
-    Ok(())
+    let bar = ProgressBar::new(digits_model::svm::MACHINES as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} pairwise machines  {msg}  eta {eta}")
+            .expect("static template"),
+    );
+    let model = SvmModel::train(&split.train, &split.validation, settings, &|s| {
+        bar.set_message(format!(
+            "{} vs {}: {} support vectors",
+            s.classes.0, s.classes.1, s.support_vectors
+        ));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} support vectors; validation accuracy {}",
+        model.meta.support_vectors,
+        model
+            .meta
+            .validation_accuracy
+            .map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a))
+    );
+    Ok(model)
 }
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A model file, or the name of a shipped model (cnn, mlp).
+    /// A model file, or the name of a shipped model (cnn, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Print one JSON object instead of a table.
@@ -184,7 +293,7 @@ pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
     if args.json {
         let mut v = serde_json::to_value(&e)?;
         v["model"] = serde_json::json!(args.model);
-        v["architecture"] = serde_json::json!(model.architecture());
+        v["architecture"] = serde_json::json!(model.kind());
         println!("{v}");
     } else {
         print_evaluation(&args.model, &e);

@@ -1,6 +1,6 @@
 //! Accuracy, loss, confusion matrix, per-class scores, calibration and speed on a labelled set.
 
-use crate::model::Model;
+use crate::model::Classify;
 use digits_data::{Digits, PIXELS};
 use digits_nn::softmax_in_place;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub struct Evaluation {
 }
 
 /// Classifies every image of `set` and scores the result.
-pub fn evaluate(model: &mut Model, set: &Digits) -> Evaluation {
+pub fn evaluate(model: &mut (impl Classify + ?Sized), set: &Digits) -> Evaluation {
     let start = Instant::now();
     let predictions = model.predict_bytes(&set.images);
     let seconds = start.elapsed().as_secs_f32();
@@ -122,7 +122,7 @@ fn nll(logits: &[f32], labels: &[u8], t: f32) -> f64 {
 }
 
 /// Temperature scaling: the `t` minimising the validation NLL (golden-section search on log t).
-pub fn fit_temperature(model: &mut Model, validation: &Digits) -> f32 {
+pub fn fit_temperature(model: &mut (impl Classify + ?Sized), validation: &Digits) -> f32 {
     let mut x = vec![0f32; validation.len() * PIXELS];
     digits_data::normalize_into(&validation.images, &mut x);
     let logits = model.logits(&x);

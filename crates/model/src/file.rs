@@ -1,8 +1,11 @@
 //! Model files and training checkpoints: safetensors (so Python users can open the weights)
 //! with our metadata in the header, a SHA-256 over every tensor, written atomically.
 
-use crate::model::{Model, ModelMeta, INPUT};
+use crate::model::{Model, ModelMeta, NeuralModel, INPUT};
+use crate::svm::{SvmMeta, SvmModel};
+use digits_data::PIXELS;
 use digits_nn::{Network, Optimizer};
+use digits_svm::{Pca, Svm};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,6 +20,10 @@ const KEY_KIND: &str = "digits.kind";
 const KEY_META: &str = "digits.meta";
 const KEY_STATE: &str = "digits.state";
 const KEY_SHA: &str = "digits.sha256";
+/// The kinds of file, stored under `digits.kind`.
+const KIND_NETWORK: &str = "model";
+const KIND_SVM: &str = "svm";
+const KIND_CHECKPOINT: &str = "checkpoint";
 /// Model files are a few MB; anything this large is not one of ours.
 const MAX_FILE: u64 = 1 << 30;
 
@@ -57,6 +64,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
+    // Temporary files are private (0600); a model or report is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
+    }
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
@@ -131,11 +146,12 @@ fn write_file(
 
 /// A verified file: header entries and tensors by name.
 struct Loaded {
+    kind: String,
     header: HashMap<String, String>,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
-fn read_file(path: &Path, kind: &str) -> Result<Loaded> {
+fn read_file(path: &Path, what: &str, kinds: &[&str]) -> Result<Loaded> {
     let io = |e| ModelError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -147,13 +163,14 @@ fn read_file(path: &Path, kind: &str) -> Result<Loaded> {
             format!("{len} bytes is far too large for a model file"),
         ));
     }
-    parse_file(path, kind, &std::fs::read(path).map_err(io)?)
+    parse_file(path, what, kinds, &std::fs::read(path).map_err(io)?)
 }
 
-/// Verifies file contents; `path` names the origin in errors.
-fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
+/// Verifies file contents, which must be one of `kinds`; `path` names the origin in errors and
+/// `what` the kind of file expected.
+fn parse_file(path: &Path, what: &str, kinds: &[&str], bytes: &[u8]) -> Result<Loaded> {
     let not_ours =
-        |why: String| ModelError::invalid(path, format!("not a digits {kind} file: {why}"));
+        |why: String| ModelError::invalid(path, format!("not a digits {what} file: {why}"));
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| not_ours(format!("unreadable safetensors data ({e})")))?;
     let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| not_ours(e.to_string()))?;
@@ -168,11 +185,10 @@ fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
         }
         _ => {}
     }
-    if header.get(KEY_KIND).map(String::as_str) != Some(kind) {
-        return Err(not_ours(format!(
-            "it is a {} file",
-            header.get(KEY_KIND).map_or("unknown", String::as_str)
-        )));
+    let kind = header.get(KEY_KIND).cloned().unwrap_or_default();
+    if !kinds.contains(&kind.as_str()) {
+        let found = if kind.is_empty() { "unknown" } else { &kind };
+        return Err(not_ours(format!("it is a {found} file")));
     }
     let mut tensors = HashMap::new();
     let mut raw = Vec::new();
@@ -202,7 +218,11 @@ fn parse_file(path: &Path, kind: &str, bytes: &[u8]) -> Result<Loaded> {
             format!("checksum mismatch: the weights hash to {actual}, the header says {expected}; the file is corrupt"),
         ));
     }
-    Ok(Loaded { header, tensors })
+    Ok(Loaded {
+        kind,
+        header,
+        tensors,
+    })
 }
 
 fn parse_json<T: DeserializeOwned>(
@@ -259,47 +279,117 @@ fn restore_network(
 
 /// Saves a trained model.
 pub fn save(model: &Model, path: &Path) -> Result<()> {
-    write_file(
-        path,
-        "model",
-        &model.meta,
-        None,
-        &network_tensors(&model.net),
-    )
+    match model {
+        Model::Neural(m) => write_file(path, KIND_NETWORK, &m.meta, None, &network_tensors(&m.net)),
+        Model::Svm(m) => write_file(path, KIND_SVM, &m.meta, None, &svm_tensors(m)),
+    }
 }
+
+const MODEL_KINDS: [&str; 2] = [KIND_NETWORK, KIND_SVM];
 
 /// Loads and verifies a model file.
 pub fn load(path: &Path) -> Result<Model> {
-    model_from(path, read_file(path, "model")?)
+    model_from(path, read_file(path, "model", &MODEL_KINDS)?)
 }
 
 /// Verifies and loads model-file contents held in memory; `origin` names them in errors.
 pub fn load_bytes(origin: &Path, bytes: &[u8]) -> Result<Model> {
-    model_from(origin, parse_file(origin, "model", bytes)?)
+    model_from(origin, parse_file(origin, "model", &MODEL_KINDS, bytes)?)
 }
 
 fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
-    let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
-    let net = restore_network(path, &meta, &mut loaded.tensors)?;
+    let (model, temperature) = if loaded.kind == KIND_SVM {
+        let m = svm_from(path, &loaded.header, &mut loaded.tensors)?;
+        let t = m.meta.temperature;
+        (Model::Svm(m), t)
+    } else {
+        let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
+        let net = restore_network(path, &meta, &mut loaded.tensors)?;
+        let t = meta.temperature;
+        (Model::Neural(NeuralModel { meta, net }), t)
+    };
     if let Some(extra) = loaded.tensors.keys().next() {
         return Err(ModelError::invalid(
             path,
             format!("unexpected tensor {extra}"),
         ));
     }
-    if !(meta.temperature.is_finite() && meta.temperature > 0.0) {
+    if !(temperature.is_finite() && temperature > 0.0) {
         return Err(ModelError::invalid(
             path,
-            format!("temperature {} is not a positive number", meta.temperature),
+            format!("temperature {temperature} is not a positive number"),
         ));
     }
-    Ok(Model { meta, net })
+    Ok(model)
+}
+
+fn svm_tensors(m: &SvmModel) -> Vec<Tensor> {
+    let (k, ns, np) = (
+        m.pca.output_dim(),
+        m.svm.support_vectors(),
+        m.svm.bias().len(),
+    );
+    vec![
+        tensor("pca.mean", vec![PIXELS], m.pca.mean()),
+        tensor("pca.components", vec![k, PIXELS], m.pca.components()),
+        tensor("pca.variances", vec![k], m.pca.variances()),
+        tensor("svm.support", vec![ns, k], m.svm.support()),
+        tensor("svm.coefficients", vec![ns, np], m.svm.coefficients()),
+        tensor("svm.bias", vec![np], m.svm.bias()),
+    ]
+}
+
+/// Rebuilds an SVM, checking every tensor is present, finite and consistent with the rest.
+fn svm_from(
+    path: &Path,
+    header: &HashMap<String, String>,
+    tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>,
+) -> Result<SvmModel> {
+    let meta: SvmMeta = parse_json(path, header, KEY_META)?;
+    let mut take = |name: &str| {
+        let (_, values) = tensors
+            .remove(name)
+            .ok_or_else(|| ModelError::invalid(path, format!("tensor {name} is missing")))?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::invalid(
+                path,
+                format!("tensor {name} holds NaN or infinite values"),
+            ));
+        }
+        Ok(values)
+    };
+    let (mean, components, variances) = (
+        take("pca.mean")?,
+        take("pca.components")?,
+        take("pca.variances")?,
+    );
+    let (support, coefficients, bias) = (
+        take("svm.support")?,
+        take("svm.coefficients")?,
+        take("svm.bias")?,
+    );
+    let pca = Pca::from_parts(PIXELS, mean, components, variances).ok_or_else(|| {
+        ModelError::invalid(
+            path,
+            "the PCA tensors do not fit 28x28 inputs or each other",
+        )
+    })?;
+    let svm = Svm::from_parts(
+        10,
+        pca.output_dim(),
+        meta.settings.svm.gamma,
+        support,
+        coefficients,
+        bias,
+    )
+    .map_err(|e| ModelError::invalid(path, e.to_string()))?;
+    Ok(SvmModel { meta, pca, svm })
 }
 
 /// Saves a model with its optimiser and the caller's progress record `state`.
 pub fn save_checkpoint(
     path: &Path,
-    model: &Model,
+    model: &NeuralModel,
     optimizer: &Optimizer,
     state: &impl Serialize,
 ) -> Result<()> {
@@ -310,7 +400,7 @@ pub fn save_checkpoint(
     let state = serde_json::json!({ "optimizer_steps": optimizer.steps, "optimizer": optimizer.config, "progress": state });
     write_file(
         path,
-        "checkpoint",
+        KIND_CHECKPOINT,
         &model.meta,
         Some(state.to_string()),
         &tensors,
@@ -318,8 +408,8 @@ pub fn save_checkpoint(
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`].
-pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(Model, Optimizer, S)> {
-    let mut loaded = read_file(path, "checkpoint")?;
+pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(NeuralModel, Optimizer, S)> {
+    let mut loaded = read_file(path, "checkpoint", &[KIND_CHECKPOINT])?;
     let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
     let net = restore_network(path, &meta, &mut loaded.tensors)?;
     #[derive(serde::Deserialize)]
@@ -337,7 +427,7 @@ pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(Model, Optim
             None => break,
         }
     }
-    Ok((Model { meta, net }, optimizer, state.progress))
+    Ok((NeuralModel { meta, net }, optimizer, state.progress))
 }
 
 #[cfg(test)]
@@ -345,23 +435,55 @@ mod tests {
     use super::*;
     use crate::Architecture;
 
-    fn small() -> Model {
+    fn small_network() -> NeuralModel {
         let a = Architecture::Mlp;
-        Model::new(a, a.default_training(), 3)
+        NeuralModel::new(a, a.default_training(), 3)
+    }
+
+    fn small() -> Model {
+        Model::Neural(small_network())
     }
 
     #[test]
     fn round_trip_keeps_weights_and_meta() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.safetensors");
-        let mut m = small();
+        let mut m = small_network();
         m.meta.temperature = 1.3;
-        save(&m, &p).unwrap();
-        let back = load(&p).unwrap();
+        save(&Model::Neural(m.clone()), &p).unwrap();
+        let Model::Neural(back) = load(&p).unwrap() else {
+            panic!("a network came back as something else")
+        };
         assert_eq!(back.meta, m.meta);
         let a: Vec<f32> = m.net.params().flat_map(|p| p.value.clone()).collect();
         let b: Vec<f32> = back.net.params().flat_map(|p| p.value.clone()).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn svm_round_trips_and_inconsistent_svm_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("svm.safetensors");
+        let m = crate::svm::tests::tiny();
+        save(&Model::Svm(m.clone()), &p).unwrap();
+        let Model::Svm(back) = load(&p).unwrap() else {
+            panic!("an SVM came back as something else")
+        };
+        assert_eq!(back.meta, m.meta);
+        assert_eq!((&back.pca, &back.svm), (&m.pca, &m.svm));
+
+        // A file whose tensors disagree (checksummed correctly, so only the shape check can
+        // catch it) is refused with the reason.
+        let mut broken = m.clone();
+        broken.meta.settings.svm.gamma = -1.0;
+        save(&Model::Svm(broken), &p).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("gamma"), "{e}");
+        let mut tensors = svm_tensors(&m);
+        tensors.retain(|t| t.name != "svm.bias");
+        write_file(&p, KIND_SVM, &m.meta, None, &tensors).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("svm.bias is missing"), "{e}");
     }
 
     #[test]
@@ -405,7 +527,7 @@ mod tests {
     fn checkpoint_is_not_a_model_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.ckpt");
-        let m = small();
+        let m = small_network();
         let mut opt = Optimizer::new(digits_nn::OptimizerConfig::adamw(0.0));
         opt.steps = 5;
         opt.state = vec![vec![1.0, 2.0], vec![3.0]];
@@ -414,7 +536,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("checkpoint file"));
-        let (m2, o2, s): (Model, Optimizer, u32) = load_checkpoint(&p).unwrap();
+        let (m2, o2, s): (NeuralModel, Optimizer, u32) = load_checkpoint(&p).unwrap();
         assert_eq!((s, o2.steps, o2.state.clone()), (42, 5, opt.state));
         assert_eq!(m2.meta, m.meta);
     }

@@ -1,4 +1,4 @@
-//! Digit classifiers built on `digits-nn`: the architectures, their model files, training with
+//! Digit classifiers built on `digits-nn` and `digits-svm`: the architectures, their model files, training with
 //! checkpoints, and evaluation. Front ends (CLI, server, GUI) only call into this crate.
 
 pub mod arch;
@@ -7,8 +7,10 @@ pub mod file;
 pub mod model;
 pub mod recognize;
 pub mod shipped;
+pub mod svm;
 pub mod train;
 
 pub use arch::{Architecture, TrainConfig};
 pub use file::ModelError;
-pub use model::{Model, ModelMeta, Prediction};
+pub use model::{Classify, Model, ModelMeta, NeuralModel, Prediction};
+pub use svm::{SvmModel, SvmSettings};

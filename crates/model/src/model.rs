@@ -1,6 +1,8 @@
-//! A trained network plus what is needed to use it: its architecture and metadata.
+//! Trained classifiers and what is needed to use them: a network with its architecture and
+//! metadata, or the SVM; [`Model`] is either, and every front end works with it.
 
 use crate::arch::{Architecture, TrainConfig};
+use crate::svm::SvmModel;
 use digits_data::{PIXELS, SIDE};
 use digits_nn::{softmax_in_place, Network, Shape};
 use serde::{Deserialize, Serialize};
@@ -41,12 +43,17 @@ impl ModelMeta {
             validation_accuracy: None,
             test_accuracy: None,
             temperature: 1.0,
-            dataset_sha256: digits_data::mnist::FILES[..2]
-                .iter()
-                .map(|f| f.sha256.to_string())
-                .collect(),
+            dataset_sha256: training_set_sha256(),
         }
     }
+}
+
+/// SHA-256 of the MNIST training images and labels, recorded in every model trained on them.
+pub(crate) fn training_set_sha256() -> Vec<String> {
+    digits_data::mnist::FILES[..2]
+        .iter()
+        .map(|f| f.sha256.to_string())
+        .collect()
 }
 
 /// Class probabilities for one image.
@@ -70,27 +77,57 @@ impl Prediction {
     }
 }
 
+/// Anything that scores normalised 28x28 images over the ten digits.
+pub trait Classify {
+    /// Uncalibrated scores (`n x 10`) for normalised images (`n x 784` floats in [0, 1]).
+    fn logits(&mut self, images: &[f32]) -> Vec<f32>;
+
+    /// Softmax temperature fitted on validation data so confidences are calibrated.
+    fn temperature(&self) -> f32;
+
+    /// Calibrated predictions for normalised images.
+    fn predict(&mut self, images: &[f32]) -> Vec<Prediction> {
+        let mut p = self.logits(images);
+        let t = self.temperature();
+        p.iter_mut().for_each(|v| *v /= t);
+        softmax_in_place(&mut p, 10);
+        p.chunks_exact(10)
+            .map(Prediction::from_probabilities)
+            .collect()
+    }
+
+    /// Predictions for MNIST-layout byte images.
+    fn predict_bytes(&mut self, images: &[u8]) -> Vec<Prediction> {
+        let mut x = vec![0f32; images.len()];
+        digits_data::normalize_into(images, &mut x);
+        self.predict(&x)
+    }
+}
+
+/// A neural network (CNN or MLP) with its metadata.
 #[derive(Debug, Clone)]
-pub struct Model {
+pub struct NeuralModel {
     pub meta: ModelMeta,
     pub net: Network,
 }
 
-impl Model {
+impl NeuralModel {
     /// A freshly initialised model.
     pub fn new(architecture: Architecture, training: TrainConfig, seed: u64) -> Self {
         let meta = ModelMeta::new(architecture, training, seed);
         let net =
             Network::new(INPUT, &meta.layers, seed).expect("built-in architectures are valid");
-        Model { meta, net }
+        NeuralModel { meta, net }
     }
 
     pub fn architecture(&self) -> Architecture {
         self.meta.architecture
     }
+}
 
-    /// Raw logits for normalised images (`n x 784` floats), `n` at a time in batches.
-    pub fn logits(&mut self, images: &[f32]) -> Vec<f32> {
+impl Classify for NeuralModel {
+    /// Raw logits, `PREDICT_BATCH` images per forward pass.
+    fn logits(&mut self, images: &[f32]) -> Vec<f32> {
         let n = images.len() / PIXELS;
         let mut out = Vec::with_capacity(n * 10);
         for start in (0..n).step_by(PREDICT_BATCH) {
@@ -103,21 +140,63 @@ impl Model {
         out
     }
 
-    /// Calibrated predictions for normalised images (`n x 784` floats in [0, 1]).
-    pub fn predict(&mut self, images: &[f32]) -> Vec<Prediction> {
-        let mut p = self.logits(images);
-        let t = self.meta.temperature;
-        p.iter_mut().for_each(|v| *v /= t);
-        softmax_in_place(&mut p, 10);
-        p.chunks_exact(10)
-            .map(Prediction::from_probabilities)
-            .collect()
+    fn temperature(&self) -> f32 {
+        self.meta.temperature
+    }
+}
+
+/// Any trained digit classifier.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Neural(NeuralModel),
+    Svm(SvmModel),
+}
+
+impl Model {
+    /// The kind of model: `cnn`, `cnn-ref`, `mlp` or `svm`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::Neural(m) => m.architecture().name(),
+            Model::Svm(_) => "svm",
+        }
     }
 
-    /// Predictions for MNIST-layout byte images.
-    pub fn predict_bytes(&mut self, images: &[u8]) -> Vec<Prediction> {
-        let mut x = vec![0f32; images.len()];
-        digits_data::normalize_into(images, &mut x);
-        self.predict(&x)
+    /// Learned numbers: weights, or support-vector coordinates and coefficients plus the PCA.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Model::Neural(m) => m.net.parameter_count(),
+            Model::Svm(m) => m.parameter_count(),
+        }
+    }
+
+    /// MNIST test accuracy recorded when the model was trained.
+    pub fn test_accuracy(&self) -> Option<f32> {
+        match self {
+            Model::Neural(m) => m.meta.test_accuracy,
+            Model::Svm(m) => m.meta.test_accuracy,
+        }
+    }
+
+    pub fn set_test_accuracy(&mut self, accuracy: f32) {
+        match self {
+            Model::Neural(m) => m.meta.test_accuracy = Some(accuracy),
+            Model::Svm(m) => m.meta.test_accuracy = Some(accuracy),
+        }
+    }
+}
+
+impl Classify for Model {
+    fn logits(&mut self, images: &[f32]) -> Vec<f32> {
+        match self {
+            Model::Neural(m) => m.logits(images),
+            Model::Svm(m) => m.logits(images),
+        }
+    }
+
+    fn temperature(&self) -> f32 {
+        match self {
+            Model::Neural(m) => m.temperature(),
+            Model::Svm(m) => m.temperature(),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Reading user images: the vision pipeline followed by a model, as every front end uses it.
 
-use crate::model::{Model, Prediction};
+use crate::model::{Classify, Model, Prediction};
 use digits_vision::{decode, segment, InkMap, Limits, Normalized, VisionError};
 
 /// Below this calibrated confidence a reading is flagged `uncertain`.

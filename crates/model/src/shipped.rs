@@ -1,23 +1,24 @@
 //! The trained models that ship inside the binary, so predicting and serving work before any
 //! training. They are built by `digits train` (see the README) and verified like any file.
 
-use crate::arch::Architecture;
 use crate::file::{self, ModelError};
 use crate::model::Model;
 use std::path::{Path, PathBuf};
 
 const CNN: &[u8] = include_bytes!("../../../models/cnn.safetensors");
 const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
+const SVM: &[u8] = include_bytes!("../../../models/svm.safetensors");
 
 /// Names accepted wherever a model is chosen, besides a path to a file.
-pub const NAMES: [&str; 2] = ["cnn", "mlp"];
+pub const NAMES: [&str; 3] = ["cnn", "mlp", "svm"];
 
 /// The shipped model called `name`, if there is one.
 pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
-    let bytes = match Architecture::parse(name)? {
-        Architecture::Cnn => CNN,
-        Architecture::Mlp => MLP,
-        Architecture::CnnRef => return None,
+    let bytes = match name {
+        "cnn" => CNN,
+        "mlp" => MLP,
+        "svm" => SVM,
+        _ => return None,
     };
     Some(file::load_bytes(
         Path::new(&format!("<shipped {name} model>")),

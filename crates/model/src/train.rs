@@ -3,7 +3,7 @@
 use crate::arch::{Architecture, TrainConfig};
 use crate::eval::{evaluate, fit_temperature};
 use crate::file::{self, ModelError};
-use crate::model::Model;
+use crate::model::NeuralModel;
 use digits_data::{Digits, Split, PIXELS};
 use digits_nn::{softmax_cross_entropy, Mode, Optimizer};
 use digits_rng::Rng;
@@ -47,7 +47,7 @@ pub trait Observer {
 impl Observer for () {}
 
 pub struct Trainer {
-    pub model: Model,
+    pub model: NeuralModel,
     pub optimizer: Optimizer,
     pub progress: Progress,
     labels: Vec<u8>,
@@ -58,13 +58,13 @@ impl Trainer {
     pub fn new(architecture: Architecture, config: TrainConfig, seed: u64) -> Self {
         let optimizer = Optimizer::new(config.optimizer);
         Trainer::from_parts(
-            Model::new(architecture, config, seed),
+            NeuralModel::new(architecture, config, seed),
             optimizer,
             Progress::default(),
         )
     }
 
-    fn from_parts(model: Model, optimizer: Optimizer, progress: Progress) -> Self {
+    fn from_parts(model: NeuralModel, optimizer: Optimizer, progress: Progress) -> Self {
         Trainer {
             model,
             optimizer,
@@ -199,7 +199,7 @@ impl Trainer {
     }
 
     /// Fits the confidence temperature on the validation split and returns the model.
-    pub fn finish(mut self, validation: &Digits) -> Model {
+    pub fn finish(mut self, validation: &Digits) -> NeuralModel {
         if !validation.is_empty() {
             self.model.meta.temperature = fit_temperature(&mut self.model, validation);
         }

@@ -3,7 +3,7 @@
 //! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
 
 use crate::layer::{group_ranges, Ctx, Param, Shape};
-use crate::linalg::{matmul, View};
+use digits_linalg::{matmul, View};
 use digits_rng::Rng;
 use rayon::prelude::*;
 

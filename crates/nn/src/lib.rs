@@ -13,7 +13,6 @@
 
 mod conv;
 mod layer;
-mod linalg;
 mod loss;
 mod network;
 mod norm;

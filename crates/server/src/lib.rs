@@ -94,9 +94,9 @@ pub fn app(config: Config, models: Models) -> Router {
         .map(|(name, m)| {
             json!({
                 "name": name,
-                "architecture": m.architecture(),
-                "parameters": m.net.parameter_count(),
-                "test_accuracy": m.meta.test_accuracy,
+                "architecture": m.kind(),
+                "parameters": m.parameter_count(),
+                "test_accuracy": m.test_accuracy(),
                 "default": *name == config.default_model,
             })
         })

@@ -78,7 +78,7 @@ fn eleven() -> Vec<u8> {
 #[tokio::test]
 async fn predict_an_image_with_each_model() {
     let app = router(Config::default());
-    for model in ["cnn", "mlp"] {
+    for model in digits_model::shipped::NAMES {
         let (s, v) = post(
             &app,
             &format!("/api/v1/predict?model={model}"),
@@ -239,7 +239,13 @@ async fn models_health_metrics_page_and_openapi() {
     let (s, b) = get(&app, "/api/v1/models").await;
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!((s, v["default"].clone()), (StatusCode::OK, json!("cnn")));
-    assert_eq!(v["models"].as_array().unwrap().len(), 2);
+    let kinds: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["cnn", "mlp", "svm"]);
 
     let (s, b) = get(&app, "/healthz").await;
     assert_eq!(

@@ -10,12 +10,14 @@
 //! the same way everywhere.
 
 mod decode;
+mod deskew;
 mod ink;
 mod number;
 mod resample;
 pub mod synth;
 
 pub use decode::{decode, Limits};
+pub use deskew::deskew;
 pub use ink::{InkMap, Region};
 pub use number::{segment, Segment};
 

@@ -4,7 +4,7 @@ use gemm::Parallelism;
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
+pub struct View<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
@@ -35,15 +35,7 @@ impl<'a> View<'a> {
 }
 
 /// `c[m x n] = a[m x k] * b[k x n]` (row-major `c`), or `c += a * b` when `accumulate`.
-pub(crate) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: &mut [f32],
-    a: View,
-    b: View,
-    accumulate: bool,
-) {
+pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View, accumulate: bool) {
     assert!(c.len() >= m * n, "gemm output too small");
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too small");
     if m == 0 || n == 0 {
