@@ -2,25 +2,10 @@
 
 Usage: python keras_cnn.py --data-dir DIR [--threads N] [--epochs E | --batches B] [--json]
 """
-import argparse, gzip, json, os, struct, sys, time
+import argparse, json, os, sys, time
 
 
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    import numpy as np
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(data_dir, name):
-    for candidate in (name, name + ".gz"):
-        p = os.path.join(data_dir, candidate)
-        if os.path.exists(p):
-            return p
-    sys.exit(f"{name} not found in {data_dir}")
+from peers import read_idx  # the same IDX reader as the other peer scripts
 
 
 def main():
@@ -39,10 +24,10 @@ def main():
     import keras
     from keras import layers
 
-    x = read_idx(find(args.data_dir, "train-images-idx3-ubyte")).astype("float32")[..., None] / 255.0
-    y = read_idx(find(args.data_dir, "train-labels-idx1-ubyte")).astype("int64")
-    xt = read_idx(find(args.data_dir, "t10k-images-idx3-ubyte")).astype("float32")[..., None] / 255.0
-    yt = read_idx(find(args.data_dir, "t10k-labels-idx1-ubyte")).astype("int64")
+    x = read_idx(args.data_dir, "train-images-idx3-ubyte").astype("float32")[..., None] / 255.0
+    y = read_idx(args.data_dir, "train-labels-idx1-ubyte").astype("int64")
+    xt = read_idx(args.data_dir, "t10k-images-idx3-ubyte").astype("float32")[..., None] / 255.0
+    yt = read_idx(args.data_dir, "t10k-labels-idx1-ubyte").astype("int64")
     keras.utils.set_random_seed(1)
     model = keras.Sequential([
         keras.Input((28, 28, 1)),

@@ -1,6 +1,7 @@
 //! `digits`: the command-line front end. It parses arguments, draws progress and prints
 //! results; all the work happens in the library crates.
 
+mod compare_cmd;
 mod data_cmd;
 mod model_cmd;
 mod predict_cmd;
@@ -40,6 +41,8 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Accuracy on realistic drawings and photos made from the MNIST test set.
     Realworld(predict_cmd::RealworldArgs),
+    /// Train (or reuse) the SVM, MLP and CNN on one split and write a comparison report.
+    Compare(compare_cmd::CompareArgs),
     /// Serve the drawing page and the JSON API.
     Serve(serve_cmd::ServeArgs),
     /// Measure speed.
@@ -97,6 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
+        Command::Compare(args) => compare_cmd::compare(args, data_dir()?, threads),
         Command::Serve(args) => serve_cmd::serve(args, threads),
         Command::Bench(cmd) => model_cmd::bench(cmd, data_dir()?, threads),
     }

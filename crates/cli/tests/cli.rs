@@ -277,3 +277,80 @@ fn realistic_drawings_and_numbers_are_read() {
         assert!(s["accuracy"].as_f64().unwrap() >= 0.95, "{style}: {s}");
     }
 }
+
+#[test]
+fn compare_quick_writes_a_complete_valid_report() {
+    let Some(_) = data_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let out_s = out.to_str().unwrap();
+    let o = digits(&["compare", "--quick", "--out", out_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut figures: Vec<String> = ["accuracy", "timing", "learning_curves", "f1"]
+        .map(String::from)
+        .to_vec();
+    for m in ["svm", "mlp", "cnn"] {
+        figures.push(format!("confusion_{m}"));
+        figures.push(format!("mistakes_{m}"));
+    }
+    for f in &figures {
+        let png = image::open(out.join(format!("{f}.png")))
+            .unwrap_or_else(|e| panic!("{f}.png: {e}"))
+            .to_luma8();
+        assert!(png.width() >= 300 && png.height() >= 300, "{f}.png is tiny");
+        // Not blank: a figure has ink (text, bars) as well as background.
+        let dark = png.pixels().filter(|p| p.0[0] < 128).count();
+        assert!(dark > 500, "{f}.png looks blank ({dark} dark pixels)");
+        let svg = std::fs::read_to_string(out.join(format!("{f}.svg"))).unwrap();
+        let svg = svg.trim();
+        assert!(
+            svg.contains("<svg") && svg.ends_with("</svg>") && svg.contains("<text"),
+            "{f}.svg is not a complete SVG with text"
+        );
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        figures.len(),
+        "every figure inlined"
+    );
+    assert!(!html.contains("<?xml"), "no XML declarations inside HTML");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for f in &figures {
+        assert!(
+            md.contains(&format!("({f}.png)")),
+            "report.md links {f}.png"
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let models = results["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3);
+    for m in models {
+        let acc = m["evaluation"]["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.85, "{}: {acc}", m["name"]);
+        assert!(m["train_seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert!(
+        !models[2]["history"].as_array().unwrap().is_empty(),
+        "cnn learning curve"
+    );
+
+    // --reuse loads the saved models instead of training them again.
+    let o = digits(&[
+        "compare", "--quick", "--reuse", "--models", "svm,cnn", "--out", out_s,
+    ]);
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("svm: reusing") && t.contains("cnn: reusing"),
+        "{t}"
+    );
+
+    let o = digits(&["compare", "--quick", "--models", "svm,knn", "--out", out_s]);
+    assert!(
+        !o.status.success() && text(&o).contains("unknown model 'knn'"),
+        "{}",
+        text(&o)
+    );
+}

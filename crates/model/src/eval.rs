@@ -1,6 +1,6 @@
 //! Accuracy, loss, confusion matrix, per-class scores, calibration and speed on a labelled set.
 
-use crate::model::Classify;
+use crate::model::{Classify, Prediction};
 use digits_data::{Digits, PIXELS};
 use digits_nn::softmax_in_place;
 use serde::{Deserialize, Serialize};
@@ -35,14 +35,18 @@ pub struct Evaluation {
 pub fn evaluate(model: &mut (impl Classify + ?Sized), set: &Digits) -> Evaluation {
     let start = Instant::now();
     let predictions = model.predict_bytes(&set.images);
-    let seconds = start.elapsed().as_secs_f32();
+    score(&predictions, &set.labels, start.elapsed().as_secs_f32())
+}
+
+/// Scores predictions of a labelled set that took `seconds` to make.
+pub fn score(predictions: &[Prediction], labels: &[u8], seconds: f32) -> Evaluation {
     let mut confusion = [[0usize; 10]; 10];
     let mut loss = 0f64;
-    for (p, &label) in predictions.iter().zip(&set.labels) {
+    for (p, &label) in predictions.iter().zip(labels) {
         confusion[label as usize][p.digit as usize] += 1;
         loss -= (p.probabilities[label as usize].max(1e-12) as f64).ln();
     }
-    let n = set.len();
+    let n = predictions.len();
     let correct: usize = (0..10).map(|i| confusion[i][i]).sum();
     let per_class = (0..10)
         .map(|d| {
@@ -75,7 +79,7 @@ pub fn evaluate(model: &mut (impl Classify + ?Sized), set: &Digits) -> Evaluatio
         .collect();
     let confidences: Vec<(f32, bool)> = predictions
         .iter()
-        .zip(&set.labels)
+        .zip(labels)
         .map(|(p, &l)| (p.confidence, p.digit == l))
         .collect();
     Evaluation {

@@ -3,6 +3,7 @@
 
 use crate::arch::{Architecture, TrainConfig};
 use crate::svm::SvmModel;
+use crate::train::EpochStats;
 use digits_data::{PIXELS, SIDE};
 use digits_nn::{softmax_in_place, Network, Shape};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,9 @@ pub struct ModelMeta {
     pub validation_accuracy: Option<f32>,
     /// Measured on the MNIST test set after training; never used to choose anything.
     pub test_accuracy: Option<f32>,
+    /// Loss, accuracy and time of every epoch (the learning curves).
+    #[serde(default)]
+    pub history: Vec<EpochStats>,
     /// Softmax temperature fitted on the validation split so confidences are calibrated.
     pub temperature: f32,
     /// SHA-256 of the training images and labels the model was trained on.
@@ -42,6 +46,7 @@ impl ModelMeta {
             epochs_trained: 0,
             validation_accuracy: None,
             test_accuracy: None,
+            history: Vec::new(),
             temperature: 1.0,
             dataset_sha256: training_set_sha256(),
         }
@@ -174,6 +179,23 @@ impl Model {
         match self {
             Model::Neural(m) => m.meta.test_accuracy,
             Model::Svm(m) => m.meta.test_accuracy,
+        }
+    }
+
+    /// Seconds spent training (the epochs, or the SVM's whole fit), when recorded.
+    pub fn training_seconds(&self) -> Option<f32> {
+        match self {
+            Model::Neural(m) if m.meta.history.is_empty() => None,
+            Model::Neural(m) => Some(m.meta.history.iter().map(|e| e.seconds).sum()),
+            Model::Svm(m) => Some(m.meta.training_seconds),
+        }
+    }
+
+    /// Per-epoch learning curve (empty for the SVM, which has no epochs).
+    pub fn history(&self) -> &[EpochStats] {
+        match self {
+            Model::Neural(m) => &m.meta.history,
+            Model::Svm(_) => &[],
         }
     }
 

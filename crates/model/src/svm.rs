@@ -4,7 +4,8 @@
 use crate::eval::fit_temperature;
 use crate::model::Classify;
 use digits_data::{Digits, PIXELS};
-use digits_svm::{PairStats, Pca, Svm, SvmConfig, SvmError};
+pub use digits_svm::{PairStats, SvmConfig, SvmError};
+use digits_svm::{Pca, Svm};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,8 @@ impl Default for SvmSettings {
 pub struct SvmMeta {
     pub settings: SvmSettings,
     pub training_images: usize,
+    /// Wall-clock seconds of the whole fit: deskew, PCA and the 45 machines.
+    pub training_seconds: f32,
     pub support_vectors: usize,
     pub validation_accuracy: Option<f32>,
     /// Measured on the MNIST test set after training; never used to choose anything.
@@ -70,6 +73,7 @@ impl SvmModel {
         settings: SvmSettings,
         done: &(dyn Fn(&PairStats) + Sync),
     ) -> Result<SvmModel, SvmError> {
+        let start = std::time::Instant::now();
         let pixels = features(&train.images, settings.deskew);
         if settings.components == 0 || settings.components > PIXELS {
             return Err(SvmError::Inconsistent(format!(
@@ -94,6 +98,7 @@ impl SvmModel {
             meta: SvmMeta {
                 settings,
                 training_images: train.len(),
+                training_seconds: start.elapsed().as_secs_f32(),
                 support_vectors: svm.support_vectors(),
                 validation_accuracy: None,
                 test_accuracy: None,

@@ -191,6 +191,7 @@ impl Trainer {
             self.progress.epochs_done += 1;
             self.model.meta.epochs_trained = self.progress.epochs_done;
             self.model.meta.validation_accuracy = Some(val.accuracy);
+            self.model.meta.history = self.progress.history.clone();
             if let Some(path) = checkpoint {
                 file::save_checkpoint(path, &self.model, &self.optimizer, &self.progress)?;
             }
@@ -205,6 +206,19 @@ impl Trainer {
         }
         self.model
     }
+}
+
+/// Trains a fresh network with `config` on `split` (no checkpoints) and calibrates it.
+pub fn train_network(
+    architecture: Architecture,
+    config: TrainConfig,
+    seed: u64,
+    split: &Split,
+    observer: &mut dyn Observer,
+) -> Result<NeuralModel, ModelError> {
+    let mut trainer = Trainer::new(architecture, config, seed);
+    trainer.run(split, observer, None, None)?;
+    Ok(trainer.finish(&split.validation))
 }
 
 /// Label of the negative examples: "none of the ten digits".
