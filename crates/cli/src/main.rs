@@ -3,6 +3,7 @@
 
 mod compare_cmd;
 mod data_cmd;
+mod gui_cmd;
 mod model_cmd;
 mod predict_cmd;
 mod serve_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Realworld(predict_cmd::RealworldArgs),
     /// Train (or reuse) the SVM, MLP and CNN on one split and write a comparison report.
     Compare(compare_cmd::CompareArgs),
+    /// Open the desktop app: draw a digit or a number and watch it read.
+    Gui(gui_cmd::GuiArgs),
     /// Serve the drawing page and the JSON API.
     Serve(serve_cmd::ServeArgs),
     /// Measure speed.
@@ -101,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
         Command::Compare(args) => compare_cmd::compare(args, data_dir()?, threads),
+        Command::Gui(args) => gui_cmd::gui(args),
         Command::Serve(args) => serve_cmd::serve(args, threads),
         Command::Bench(cmd) => model_cmd::bench(cmd, data_dir()?, threads),
     }

@@ -354,3 +354,63 @@ fn compare_quick_writes_a_complete_valid_report() {
         text(&o)
     );
 }
+
+/// The desktop app's real window under Xvfb (CI installs it): draw a 3, take a screenshot.
+#[test]
+fn desktop_app_draws_reads_and_screenshots_under_xvfb() {
+    let xvfb = Command::new("xvfb-run").arg("--help").output();
+    if xvfb.is_err() {
+        eprintln!("xvfb-run not installed: skipping the desktop window test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("gui.png");
+    let o = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(env!("CARGO_BIN_EXE_digits"))
+        .args(["gui", "--demo", "3", "--screenshot"])
+        .arg(&shot)
+        .output()
+        .expect("xvfb-run runs");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("read: 3;"), "{t}");
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert!(
+        img.width() >= 640 && img.height() >= 480,
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
+    // The drawing area is white paper with black ink; the rest of the window is neither.
+    let ink = img.pixels().filter(|p| p.0 == [0, 0, 0]).count();
+    let paper = img.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+    assert!(
+        ink > 2000 && paper > 50_000,
+        "no drawing in the screenshot? {ink} ink, {paper} paper pixels"
+    );
+    // Kept for people to look at: target/gui-screenshot.png.
+    let _ = std::fs::copy(
+        &shot,
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/gui-screenshot.png"
+        ),
+    );
+}
+
+#[test]
+fn desktop_app_without_a_display_says_so() {
+    let o = Command::new(env!("CARGO_BIN_EXE_digits"))
+        .arg("gui")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("no display available"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}

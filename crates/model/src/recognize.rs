@@ -1,7 +1,7 @@
 //! Reading user images: the vision pipeline followed by a model, as every front end uses it.
 
 use crate::model::{Classify, Model, Prediction};
-use digits_vision::{decode, segment, InkMap, Limits, Normalized, VisionError};
+use digits_vision::{decode, segment, InkMap, Limits, Normalized, RgbaImage, VisionError};
 
 /// Below this calibrated confidence a reading is flagged `uncertain`.
 pub const UNCERTAIN_BELOW: f32 = 0.8;
@@ -52,7 +52,12 @@ pub fn read_digit(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Reading, VisionError> {
-    Ok(reading(model, digits_vision::normalize(bytes, limits)?))
+    read_digit_image(model, &decode(bytes, limits)?)
+}
+
+/// Reads the single digit in an already decoded image (a canvas, a window's drawing).
+pub fn read_digit_image(model: &mut Model, image: &RgbaImage) -> Result<Reading, VisionError> {
+    Ok(reading(model, digits_vision::normalize_image(image)?))
 }
 
 /// Cost (in nats) of reading a piece less than 55% of the line's height as a digit.
@@ -68,7 +73,15 @@ pub fn read_number(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<NumberReading, VisionError> {
-    let ink = InkMap::from_rgba(&decode(bytes, limits)?)?;
+    read_number_image(model, &decode(bytes, limits)?)
+}
+
+/// Reads a number in an already decoded image; see [`read_number`].
+pub fn read_number_image(
+    model: &mut Model,
+    image: &RgbaImage,
+) -> Result<NumberReading, VisionError> {
+    let ink = InkMap::from_rgba(image)?;
     let segments = segment(&ink);
     let n = segments.len();
     let line_height = segments

@@ -62,6 +62,15 @@ fn setting(c: &Comparison) -> String {
     )
 }
 
+/// "2.1x faster" for a peer-to-us time ratio of 2.1, "1.7x slower" for one of 0.6.
+fn speed(ratio: f32) -> String {
+    if ratio >= 1.0 {
+        format!("{ratio:.1}x faster")
+    } else {
+        format!("{:.1}x slower", 1.0 / ratio.max(1e-9))
+    }
+}
+
 /// Ratios of each peer's times to ours for the same kind of model.
 fn ratios(c: &Comparison) -> Vec<String> {
     c.peers
@@ -70,14 +79,14 @@ fn ratios(c: &Comparison) -> Vec<String> {
             let ours = c.models.iter().find(|m| m.name == p.model)?;
             let train = ours
                 .train_seconds
-                .map(|t| format!("training {:.1}x faster", p.train_seconds / t.max(1e-9)))
+                .map(|t| format!("training {}", speed(p.train_seconds / t.max(1e-9))))
                 .unwrap_or_else(|| "training not recorded".into());
             Some(format!(
-                "{} vs {} ({}): {train}, prediction {:.1}x faster",
+                "{} vs {} ({}): {train}, prediction {}",
                 ours.name,
                 p.framework,
                 p.recipe,
-                p.predict_seconds / ours.evaluation.seconds.max(1e-9)
+                speed(p.predict_seconds / ours.evaluation.seconds.max(1e-9))
             ))
         })
         .collect()

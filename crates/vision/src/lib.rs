@@ -18,6 +18,7 @@ pub mod synth;
 
 pub use decode::{decode, Limits};
 pub use deskew::deskew;
+pub use image::RgbaImage;
 pub use ink::{InkMap, Region};
 pub use number::{segment, Segment};
 
@@ -55,6 +56,11 @@ pub struct Normalized {
 
 /// Decodes an image and normalises the single digit it holds.
 pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, VisionError> {
-    let ink = InkMap::from_rgba(&decode(bytes, limits)?)?;
+    normalize_image(&decode(bytes, limits)?)
+}
+
+/// Normalises the single digit in a decoded image (a canvas, a window's drawing).
+pub fn normalize_image(image: &RgbaImage) -> Result<Normalized, VisionError> {
+    let ink = InkMap::from_rgba(image)?;
     ink.normalize(&ink.full_region())
 }
