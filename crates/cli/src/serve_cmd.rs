@@ -16,6 +16,18 @@ pub struct ServeArgs {
     /// are always offered too.
     #[arg(long, default_value = "cnn")]
     model: String,
+    /// Largest request body accepted, in MB (413 above it).
+    #[arg(long, default_value_t = 8)]
+    max_body_mb: usize,
+    /// Largest image accepted, in megapixels, checked from the header before decoding (413).
+    #[arg(long, default_value_t = 25)]
+    max_megapixels: u64,
+    /// Requests that may wait for an inference thread before new ones get 503.
+    #[arg(long, default_value_t = 256)]
+    queue: usize,
+    /// Seconds a request may take, waiting included, before it gets 503.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
 }
 
 pub fn serve(args: ServeArgs, threads: usize) -> Result<()> {
@@ -33,10 +45,20 @@ pub fn serve(args: ServeArgs, threads: usize) -> Result<()> {
         models.insert(name.clone(), m);
         name
     };
+    anyhow::ensure!(
+        args.max_body_mb > 0 && args.max_megapixels > 0 && args.queue > 0 && args.timeout_secs > 0,
+        "--max-body-mb, --max-megapixels, --queue and --timeout-secs must be at least 1"
+    );
     let config = Config {
         default_model: default,
         workers: threads,
-        ..Config::default()
+        max_body: args.max_body_mb << 20,
+        limits: digits_vision::Limits {
+            max_bytes: args.max_body_mb << 20,
+            max_pixels: args.max_megapixels * 1_000_000,
+        },
+        queue: args.queue,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

@@ -414,3 +414,112 @@ fn desktop_app_without_a_display_says_so() {
     );
     assert!(!t.contains("panicked"), "{t}");
 }
+
+/// SIGKILL in the middle of training loses at most the epoch under way: the checkpoint on disk
+/// is whole, `--resume` finishes the run, and the result matches an uninterrupted run.
+#[test]
+fn training_killed_mid_epoch_resumes_to_the_same_result() {
+    let Some(_) = data_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--threads",
+            "1",
+            "train",
+            "--model",
+            "mlp",
+            "--limit",
+            "6000",
+            "--validation",
+            "500",
+            "--epochs",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let reference = dir.path().join("reference.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_digits"))
+        .args(args(&reference))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let killed = dir.path().join("killed.safetensors");
+    let ckpt = dir.path().join("killed.safetensors.ckpt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_digits"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it could be killed"
+    );
+    assert!(!killed.exists(), "no model file before training ends");
+
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let o = Command::new(env!("CARGO_BIN_EXE_digits"))
+        .args(&resume)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("resuming"), "{t}");
+    let accuracy = |p: &Path| {
+        json(&digits(&["eval", "--model", p.to_str().unwrap(), "--json"]))["accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    // Resuming replays the same seeded shuffles and augmentation: the same model, bit for bit.
+    assert_eq!(accuracy(&killed), accuracy(&reference));
+}
+
+#[test]
+fn an_unwritable_output_path_is_a_clear_error() {
+    let Some(_) = data_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let out = file.join("model.safetensors");
+    let o = digits(&[
+        "train",
+        "--model",
+        "mlp",
+        "--limit",
+        "600",
+        "--validation",
+        "100",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("a-file") && !t.contains("panicked"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"not a folder",
+        "nothing overwritten"
+    );
+}

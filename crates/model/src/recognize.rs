@@ -34,16 +34,23 @@ fn reading(model: &mut Model, normalized: Normalized) -> Reading {
     }
 }
 
-/// Classifies an already normalised 28x28 input (784 values in 0..1).
-pub fn read_pixels(model: &mut Model, pixels: &[f32]) -> Reading {
-    reading(
+/// Total ink below which a normalised input counts as blank: MNIST digits carry 20 or more.
+const MIN_PIXEL_INK: f32 = 3.0;
+
+/// Classifies an already normalised 28x28 input (784 values in 0..1); a blank one is an error,
+/// not a guess.
+pub fn read_pixels(model: &mut Model, pixels: &[f32]) -> Result<Reading, VisionError> {
+    if pixels.iter().sum::<f32>() < MIN_PIXEL_INK {
+        return Err(VisionError::NoInk);
+    }
+    Ok(reading(
         model,
         Normalized {
             pixels: pixels.to_vec(),
             bbox: [0, 0, 28, 28],
             light_on_dark: true,
         },
-    )
+    ))
 }
 
 /// Reads the single digit an image file holds.

@@ -323,7 +323,7 @@ async fn predict(
         let reading = s
             .infer(name.clone(), move |m| match input {
                 Input::Image(bytes) => read_digit(m, &bytes, &limits),
-                Input::Pixels(p) => Ok(read_pixels(m, &p)),
+                Input::Pixels(p) => read_pixels(m, &p),
             })
             .await?;
         let mut v = reading_json(&reading);

@@ -327,3 +327,73 @@ async fn futures_join<F: std::future::Future<Output = (StatusCode, Value)> + Sen
     }
     out
 }
+
+fn corpus(dir: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/corpus")
+        .join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every malformed image and JSON body of `tests/corpus` gets a JSON error with the right status
+/// from both predict endpoints; the unusual-but-valid images are read; the server keeps serving.
+#[tokio::test]
+async fn the_bad_input_corpus_is_answered_and_the_server_stays_up() {
+    let app = router(Config::default());
+    let valid = [
+        "animated.gif",
+        "cmyk.jpg",
+        "sixteen-bit.png",
+        "truncated.jpg",
+        "wide-5000x10.png",
+        "tall-10x5000.png",
+    ];
+    for path in corpus("images") {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let ctype = match path.extension().and_then(|e| e.to_str()) {
+            Some("jpg") => "image/jpeg",
+            Some("gif") => "image/gif",
+            Some("bmp") => "image/bmp",
+            Some("webp") => "image/webp",
+            Some("tif") => "image/tiff",
+            _ => "image/png",
+        };
+        let body = std::fs::read(&path).unwrap();
+        for uri in ["/api/v1/predict", "/api/v1/predict/number"] {
+            let (s, v) = post(&app, uri, ctype, body.clone()).await;
+            if valid.contains(&name.as_str()) {
+                assert_eq!(s, StatusCode::OK, "{uri} {name}: {v}");
+            } else {
+                assert!(s.is_client_error(), "{uri} {name}: {s} {v}");
+                assert!(
+                    !v["error"].as_str().unwrap_or("").is_empty() && v["code"].is_string(),
+                    "{uri} {name}: {v}"
+                );
+            }
+        }
+    }
+    for path in corpus("json") {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let (s, v) = post(
+            &app,
+            "/api/v1/predict",
+            "application/json",
+            std::fs::read(&path).unwrap(),
+        )
+        .await;
+        let want = if name == "pixels-blank.json" {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(s, want, "{name}: {v}");
+        assert!(v["code"].is_string(), "{name}: {v}");
+    }
+    let (s, v) = post(&app, "/api/v1/predict", "image/png", one()).await;
+    assert_eq!((s, v["digit"].clone()), (StatusCode::OK, json!(1)), "{v}");
+}

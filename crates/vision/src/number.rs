@@ -11,6 +11,9 @@ const STROKE: f32 = 0.3;
 const SPLIT_ASPECT: f32 = 0.9;
 /// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
 const TYPICAL_ASPECT: f32 = 0.65;
+/// Most digits one blob is cut into. Without a cap a long thin stroke (a 5000x10 underline)
+/// would be offered as thousands of cuts, each read by the model: minutes of work per request.
+const MAX_PARTS: usize = 8;
 
 /// One blob of ink on the line, with the ways of reading it: `options[0]` is the blob as one
 /// digit; further options cut it into 2, 3, ... digits (left to right).
@@ -165,7 +168,7 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
         .map(|b| {
             let aspect = b.width() as f32 / b.height().max(1) as f32;
             let most = if aspect > SPLIT_ASPECT {
-                ((aspect / TYPICAL_ASPECT).round() as usize).max(2)
+                ((aspect / TYPICAL_ASPECT).round() as usize).clamp(2, MAX_PARTS)
             } else {
                 1
             };
@@ -235,6 +238,14 @@ mod tests {
             ink,
             light_on_dark: false,
         }
+    }
+
+    #[test]
+    fn a_long_thin_stroke_is_offered_few_cuts() {
+        let m = map(5000, 10, &[(10, 4, 4990, 7)]);
+        let segments = segment(&m);
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].options.len(), MAX_PARTS);
     }
 
     #[test]
