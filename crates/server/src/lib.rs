@@ -64,7 +64,8 @@ struct AppState {
 }
 
 /// An API error: status, stable code, message.
-struct ApiError(StatusCode, &'static str, String);
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -180,34 +181,7 @@ fn parse_input(
         return Ok(Input::Image(body));
     }
     if ctype == "application/json" && allow_pixels {
-        let parsed: PixelsBody = serde_json::from_slice(&body).map_err(|e| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("invalid JSON body: {e}"),
-            )
-        })?;
-        if parsed.pixels.len() != 784 {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "wrong_pixel_count",
-                format!("expected 784 pixels (28x28), got {}", parsed.pixels.len()),
-            ));
-        }
-        if let Some(bad) = parsed
-            .pixels
-            .iter()
-            .find(|v| !v.is_finite() || !(0.0..=1.0).contains(*v))
-        {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "invalid_pixels",
-                format!("pixel value {bad} is not a number in 0..1"),
-            ));
-        }
-        return Ok(Input::Pixels(
-            parsed.pixels.iter().map(|&v| v as f32).collect(),
-        ));
+        return parse_pixels(&body).map(Input::Pixels);
     }
     let accepted = if allow_pixels {
         "image/* or application/json"
@@ -219,6 +193,36 @@ fn parse_input(
         "unsupported_media_type",
         format!("Content-Type '{ctype}' is not supported; send {accepted}"),
     ))
+}
+
+/// The JSON body `{"pixels": [784 numbers in 0..1]}`, checked; every failure is a 400.
+pub fn parse_pixels(body: &[u8]) -> Result<Vec<f32>, ApiError> {
+    let parsed: PixelsBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("invalid JSON body: {e}"),
+        )
+    })?;
+    if parsed.pixels.len() != 784 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "wrong_pixel_count",
+            format!("expected 784 pixels (28x28), got {}", parsed.pixels.len()),
+        ));
+    }
+    if let Some(bad) = parsed
+        .pixels
+        .iter()
+        .find(|v| !v.is_finite() || !(0.0..=1.0).contains(*v))
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "invalid_pixels",
+            format!("pixel value {bad} is not a number in 0..1"),
+        ));
+    }
+    Ok(parsed.pixels.iter().map(|&v| v as f32).collect())
 }
 
 impl AppState {

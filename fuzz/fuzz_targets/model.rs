@@ -1,0 +1,15 @@
+//! The model loader on arbitrary bytes: refused with a reason, or a model that predicts.
+#![no_main]
+use digits_model::Classify;
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    match digits_model::file::load_bytes(Path::new("fuzz-model"), data) {
+        Ok(mut m) => {
+            let p = m.predict(&[0.5; 784]);
+            assert_eq!(p.len(), 1);
+        }
+        Err(e) => assert!(e.to_string().contains("fuzz-model")),
+    }
+});
