@@ -133,14 +133,7 @@ impl SvmModel {
 
 impl Classify for SvmModel {
     fn logits(&mut self, images: &[f32]) -> Vec<f32> {
-        let pixels = if self.meta.settings.deskew {
-            images
-                .par_chunks(PIXELS)
-                .flat_map_iter(digits_vision::deskew)
-                .collect()
-        } else {
-            images.to_vec()
-        };
+        let pixels = prepare(images.to_vec(), self.meta.settings.deskew);
         self.svm.class_scores(&self.pca.transform(&pixels))
     }
 
@@ -153,12 +146,18 @@ impl Classify for SvmModel {
 fn features(images: &[u8], deskew: bool) -> Vec<f32> {
     let mut x = vec![0f32; images.len()];
     digits_data::normalize_into(images, &mut x);
+    prepare(x, deskew)
+}
+
+/// Normalised 28x28 inputs as the SVM takes them: deskewed when its settings say so.
+fn prepare(pixels: Vec<f32>, deskew: bool) -> Vec<f32> {
     if deskew {
-        x.par_chunks(PIXELS)
+        pixels
+            .par_chunks(PIXELS)
             .flat_map_iter(digits_vision::deskew)
             .collect()
     } else {
-        x
+        pixels
     }
 }
 

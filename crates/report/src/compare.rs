@@ -5,7 +5,7 @@ use digits_data::split::split;
 use digits_data::{Digits, Mnist};
 use digits_model::eval::score;
 use digits_model::svm::MACHINES;
-use digits_model::train::{train_network, EpochStats, Observer};
+use digits_model::train::{train_network, Observer};
 use digits_model::{file, Architecture, Classify, Model, SvmModel, SvmSettings};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -70,8 +70,6 @@ impl Observer for Steps<'_> {
             &format!("epoch {} loss {loss:.4} {ips:.0} images/s", epoch + 1),
         );
     }
-
-    fn epoch(&mut self, _stats: &EpochStats) {}
 }
 
 /// Trains or loads every requested model and measures it on the test set.

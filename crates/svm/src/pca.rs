@@ -62,7 +62,7 @@ impl Pca {
         let mut basis: Vec<f32> = (0..m * dim).map(|_| rng.normal()).collect();
         orthonormalise(&mut basis, dim, &mut rng);
         let mut product = vec![0f32; m * dim];
-        for _ in 0..ITERATIONS {
+        for iteration in 0..=ITERATIONS {
             // The covariance is symmetric, so rows times it is the transpose of it times columns.
             matmul(
                 m,
@@ -73,18 +73,12 @@ impl Pca {
                 View::rows(&cov, dim),
                 false,
             );
+            if iteration == ITERATIONS {
+                break;
+            }
             std::mem::swap(&mut basis, &mut product);
             orthonormalise(&mut basis, dim, &mut rng);
         }
-        matmul(
-            m,
-            dim,
-            dim,
-            &mut product,
-            View::rows(&basis, dim),
-            View::rows(&cov, dim),
-            false,
-        );
         let mut projected = vec![0f32; m * m];
         matmul(
             m,

@@ -73,38 +73,27 @@ mod tests {
         p
     }
 
-    fn column_spread(p: &[f32]) -> f32 {
+    /// Mean column of the ink, and the ink's variance about it.
+    fn columns(p: &[f32]) -> (f32, f32) {
         let total: f32 = p.iter().sum();
-        let cx: f32 = p
+        let x = |i: usize| (i % SIDE) as f32;
+        let cx = p.iter().enumerate().map(|(i, v)| x(i) * v).sum::<f32>() / total;
+        let spread = p
             .iter()
             .enumerate()
-            .map(|(i, v)| (i % SIDE) as f32 * v)
+            .map(|(i, v)| (x(i) - cx).powi(2) * v)
             .sum::<f32>()
             / total;
-        p.iter()
-            .enumerate()
-            .map(|(i, v)| ((i % SIDE) as f32 - cx).powi(2) * v)
-            .sum::<f32>()
-            / total
+        (cx, spread)
     }
 
     #[test]
     fn a_slanted_stroke_becomes_upright_and_centred() {
         let slanted = line(8.0, 18.0);
         let straight = deskew(&slanted);
-        assert!(column_spread(&slanted) > 5.0);
-        assert!(
-            column_spread(&straight) < 0.5,
-            "{}",
-            column_spread(&straight)
-        );
-        let total: f32 = straight.iter().sum();
-        let cx: f32 = straight
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i % SIDE) as f32 * v)
-            .sum::<f32>()
-            / total;
+        assert!(columns(&slanted).1 > 5.0);
+        let (cx, spread) = columns(&straight);
+        assert!(spread < 0.5, "{spread}");
         assert!((cx - 14.0).abs() < 0.5, "{cx}");
     }
 
