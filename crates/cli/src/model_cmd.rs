@@ -2,7 +2,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use digits_data::{split::split, DataDir, Digits};
+use digits_data::{split::split, DataDir, Digits, PIXELS};
+use digits_rng::Rng;
+use digits_vision::synth;
+use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
 use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
 use digits_model::{file, shipped, Architecture, Model, SvmModel, SvmSettings};
@@ -349,6 +352,23 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Prediction speed: each stage of reading one image (median), and bulk images/s.
+    Predict {
+        /// Shipped model name or model file.
+        #[arg(long, default_value = "cnn")]
+        model: String,
+        /// Image to read (default: a test digit redrawn on a canvas).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Timed runs per stage.
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        /// Test images classified in one call for the bulk figure.
+        #[arg(long, default_value_t = 1000)]
+        bulk: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
@@ -374,6 +394,51 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                 println!(
                     "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches)"
                 );
+            }
+            Ok(())
+        }
+        BenchCommand::Predict {
+            model,
+            image,
+            runs,
+            bulk,
+            json,
+        } => {
+            anyhow::ensure!(runs > 0 && bulk > 0, "--runs and --bulk must be at least 1");
+            let test = dir
+                .load()
+                .context("the benchmark classifies real MNIST test images")?
+                .test;
+            let mut m = shipped::resolve(&model)?;
+            let bytes = match &image {
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => synth::render_digit(test.image(0), synth::Style::Canvas, &mut Rng::new(1)),
+            };
+            let stages = stage_times(&mut m, &bytes, runs)?;
+            let n = bulk.min(test.len());
+            let mut images = vec![0f32; n * PIXELS];
+            digits_data::normalize_into(&test.images[..n * PIXELS], &mut images);
+            let bulk_ips = bulk_images_per_second(&mut m, &images, 5);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": model, "threads": threads, "stages": stages,
+                        "bulk_images": n, "bulk_images_per_second": bulk_ips})
+                );
+            } else {
+                println!("{model} ({threads} threads), medians of {runs} runs:");
+                println!("  decode     {:>9.1} us", stages.decode_us);
+                println!("  ink map    {:>9.1} us", stages.ink_us);
+                println!("  normalize  {:>9.1} us", stages.normalize_us);
+                println!("  classify   {:>9.1} us (one normalised image)", stages.classify_us);
+                println!(
+                    "  total      {:>9.1} us ({:.0} images/s per thread)",
+                    stages.total_us,
+                    1e6 / stages.total_us
+                );
+                println!("bulk: {bulk_ips:.0} images/s ({n} normalised test images in one call)");
             }
             Ok(())
         }

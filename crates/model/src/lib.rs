@@ -2,6 +2,7 @@
 //! checkpoints, and evaluation. Front ends (CLI, server, GUI) only call into this crate.
 
 pub mod arch;
+pub mod bench;
 pub mod eval;
 pub mod file;
 pub mod model;

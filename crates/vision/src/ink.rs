@@ -38,6 +38,17 @@ fn stroke_width(v: &[f32], w: usize, h: usize) -> f32 {
     2.0 * area as f32 / edges.max(1) as f32
 }
 
+/// Sum in eight lanes, which vectorises (a plain `iter().sum()` of floats must add in order).
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        lanes.iter_mut().zip(c).for_each(|(l, x)| *l += x);
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Running max (`grow`) or min over a square window of radius `r`, separably.
 fn morph(v: &mut [f32], w: usize, h: usize, r: usize, grow: bool) {
     let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
@@ -98,18 +109,36 @@ pub struct Region {
 }
 
 /// Least-squares fit of a quadratic surface a + bx + cy + dx^2 + exy + fy^2 to the samples.
+/// The normal equations need only the moments sum(x^i y^j) for i + j <= 4 and sum(v x^i y^j)
+/// for i + j <= 2, so each sample costs 21 products rather than the 42 of the full outer product.
 fn fit_quadratic(samples: &[(f32, f32, f32)]) -> Option<[f64; 6]> {
+    let mut m = [[0f64; 5]; 5];
+    let mut mv = [[0f64; 3]; 3];
+    for &(x, y, v) in samples {
+        let (x, y, v) = (x as f64, y as f64, v as f64);
+        let xp = [1.0, x, x * x, x * x * x, x * x * x * x];
+        let mut yj = 1.0;
+        for j in 0..5 {
+            for i in 0..5 - j {
+                m[i][j] += xp[i] * yj;
+            }
+            if j < 3 {
+                for i in 0..3 - j {
+                    mv[i][j] += xp[i] * yj * v;
+                }
+            }
+            yj *= y;
+        }
+    }
+    // The terms' powers of x and y, in coefficient order.
+    const POWERS: [(usize, usize); 6] = [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)];
     let mut ata = [[0f64; 6]; 6];
     let mut atb = [0f64; 6];
-    for &(x, y, v) in samples {
-        let (x, y) = (x as f64, y as f64);
-        let row = [1.0, x, y, x * x, x * y, y * y];
-        for i in 0..6 {
-            for j in 0..6 {
-                ata[i][j] += row[i] * row[j];
-            }
-            atb[i] += row[i] * v as f64;
+    for (r, &(ri, rj)) in POWERS.iter().enumerate() {
+        for (c, &(ci, cj)) in POWERS.iter().enumerate() {
+            ata[r][c] = m[ri + ci][rj + cj];
         }
+        atb[r] = mv[ri][rj];
     }
     // Gaussian elimination with partial pivoting; a tiny ridge keeps flat images solvable.
     for (i, r) in ata.iter_mut().enumerate() {
@@ -144,20 +173,38 @@ fn eval_quadratic(c: &[f64; 6], x: f32, y: f32) -> f32 {
     (c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y) as f32
 }
 
-/// The value below which `fraction` of `values` lie (values in 0..1, 1024-bin histogram).
-fn percentile(values: impl Iterator<Item = f32>, fraction: f32) -> f32 {
-    let mut hist = [0usize; 1024];
-    let mut n = 0;
-    for v in values {
-        hist[((v.clamp(0.0, 1.0) * 1023.0) as usize).min(1023)] += 1;
-        n += 1;
+/// The value below which `fraction` of the `values` above `floor` lie (values in 0..1,
+/// 1024-bin histogram). Branch-free, with four interleaved histograms so that runs of equal
+/// values (a page of paper) do not wait on each other's increments.
+fn percentile(values: &[f32], floor: f32, fraction: f32) -> f32 {
+    const BINS: usize = 1024;
+    // Bin BINS collects the values at or below the floor.
+    let mut hist = [[0u32; BINS + 1]; 4];
+    let bin = |v: f32| {
+        if v > floor {
+            ((v.clamp(0.0, 1.0) * (BINS - 1) as f32) as usize).min(BINS - 1)
+        } else {
+            BINS
+        }
+    };
+    let (quads, rest) = values.as_chunks::<4>();
+    for q in quads {
+        for (h, &v) in hist.iter_mut().zip(q) {
+            h[bin(v)] += 1;
+        }
     }
-    let target = (n as f32 * fraction) as usize;
+    for &v in rest {
+        hist[0][bin(v)] += 1;
+    }
+    let counts: Vec<usize> = (0..BINS)
+        .map(|i| hist.iter().map(|h| h[i] as usize).sum())
+        .collect();
+    let target = (counts.iter().sum::<usize>() as f32 * fraction) as usize;
     let mut seen = 0;
-    for (i, &h) in hist.iter().enumerate() {
+    for (i, &h) in counts.iter().enumerate() {
         seen += h;
         if seen > target {
-            return i as f32 / 1023.0;
+            return i as f32 / (BINS - 1) as f32;
         }
     }
     1.0
@@ -197,20 +244,21 @@ impl InkMap {
     /// varying background (uneven lighting) and the noise floor, and scales the ink to 0..1.
     pub fn from_rgba(img: &RgbaImage) -> Result<Self, VisionError> {
         let (width, height) = (img.width() as usize, img.height() as usize);
-        let mut grey: Vec<f32> = img
-            .pixels()
-            .map(|p| {
-                let [r, g, b, a] = p.0.map(|v| v as f32 / 255.0);
-                let lum = 0.299 * r + 0.587 * g + 0.114 * b;
-                lum * a + (1.0 - a)
-            })
-            .collect();
+        // Luminance composited on white: 1 - alpha * (1 - lum), with the 1/255 scalings folded
+        // into constants so the loop vectorises.
+        const K: f32 = 1.0 / 255.0;
+        let mut grey = vec![0f32; width * height];
+        let (pixels, _) = img.as_raw().as_chunks::<4>();
+        for (g, &[r, gr, b, a]) in grey.iter_mut().zip(pixels) {
+            let lum = (0.299 * K) * r as f32 + (0.587 * K) * gr as f32 + (0.114 * K) * b as f32;
+            *g = 1.0 - K * a as f32 * (1.0 - lum);
+        }
         // Paper is what the border mostly shows.
         let border: Vec<f32> = (0..width)
             .flat_map(|x| [grey[x], grey[(height - 1) * width + x]])
             .chain((0..height).flat_map(|y| [grey[y * width], grey[y * width + width - 1]]))
             .collect();
-        let light_on_dark = percentile(border.into_iter(), 0.5) < 0.5;
+        let light_on_dark = percentile(&border, -1.0, 0.5) < 0.5;
         if light_on_dark {
             grey.iter_mut().for_each(|g| *g = 1.0 - *g);
         }
@@ -234,7 +282,7 @@ impl InkMap {
                 .iter()
                 .map(|&(x, y, v)| eval_quadratic(&coef, x, y) - v)
                 .collect();
-            let cut = (percentile(depth.iter().map(|d| d.max(0.0)), 0.98) * 0.3).max(0.03);
+            let cut = (percentile(&depth, -1.0, 0.98) * 0.3).max(0.03);
             samples = samples
                 .into_iter()
                 .zip(&depth)
@@ -261,7 +309,7 @@ impl InkMap {
                 *v = ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0);
             }
         }
-        let contrast = percentile(ink.iter().copied().filter(|&v| v > 0.02), 0.99);
+        let contrast = percentile(&ink, 0.02, 0.99);
         if contrast < MIN_CONTRAST {
             return Err(VisionError::NoInk);
         }
@@ -272,7 +320,7 @@ impl InkMap {
         for v in &mut ink {
             *v = (*v * scale - floor).clamp(0.0, 1.0);
         }
-        let mass: f32 = ink.iter().sum();
+        let mass = sum(&ink);
         if mass < (6.0f32).max(2e-4 * (width * height) as f32) {
             return Err(VisionError::NoInk);
         }
@@ -307,10 +355,11 @@ impl InkMap {
     pub fn normalize(&self, r: &Region) -> Result<Normalized, VisionError> {
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
         for y in 0..r.h {
-            for x in 0..r.w {
-                if self.at(r, x, y) > 0.0 {
-                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
-                }
+            let row = &self.ink[(r.y + y) * self.width + r.x..][..r.w];
+            let inked = |x: &usize| row[*x] > 0.0 && r.mask.as_ref().is_none_or(|m| m[y * r.w + x]);
+            if let Some(first) = (0..r.w).find(inked) {
+                let last = (first..r.w).rev().find(inked).unwrap_or(first);
+                (x0, y0, x1, y1) = (x0.min(first), y0.min(y), x1.max(last + 1), y1.max(y + 1));
             }
         }
         if x0 >= x1 {
@@ -341,7 +390,7 @@ impl InkMap {
         normalize_stroke_width(&mut mid, mw, mh, ow as f32 / mw as f32);
         let mut small = area(&mid, mw, mh, ow, oh);
         // Thin strokes on a big canvas come out faint after averaging; MNIST strokes are solid.
-        let peak = percentile(small.iter().copied().filter(|&v| v > 0.05), 0.95).max(1e-3);
+        let peak = percentile(&small, 0.05, 0.95).max(1e-3);
         small.iter_mut().for_each(|v| *v = (*v / peak).min(1.0));
         let mass: f32 = small.iter().sum();
         let (mut cx, mut cy) = (0f32, 0f32);

@@ -7,12 +7,11 @@ pub fn area(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f32> {
     resample_axis(&rows, ow, h, oh, false)
 }
 
-/// Resamples along x (`horizontal`) or y.
-fn resample_axis(src: &[f32], w: usize, h: usize, out: usize, horizontal: bool) -> Vec<f32> {
-    let n_in = if horizontal { w } else { h };
+/// Per output index along one axis: the first input index and the weights (summing to 1) of the
+/// input pixels it covers.
+fn taps(n_in: usize, out: usize) -> Vec<(usize, Vec<f32>)> {
     let scale = n_in as f64 / out as f64;
-    // Per output index: (first input index, weights) with weights summing to 1.
-    let taps: Vec<(usize, Vec<f32>)> = (0..out)
+    (0..out)
         .map(|o| {
             let (a, b) = (o as f64 * scale, (o + 1) as f64 * scale);
             let first = a.floor() as usize;
@@ -22,27 +21,39 @@ fn resample_axis(src: &[f32], w: usize, h: usize, out: usize, horizontal: bool) 
                 .collect();
             (first, weights)
         })
-        .collect();
-    let (ow, oh) = if horizontal { (out, h) } else { (w, out) };
-    let mut dst = vec![0f32; ow * oh];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (first, weights) = &taps[if horizontal { x } else { y }];
-            dst[y * ow + x] = weights
-                .iter()
-                .enumerate()
-                .map(|(k, wt)| {
-                    let i = first + k;
-                    wt * if horizontal {
-                        src[y * w + i]
-                    } else {
-                        src[i * w + x]
-                    }
-                })
-                .sum();
+        .collect()
+}
+
+/// Resamples along x (`horizontal`) or y. Along y whole rows are scaled and added, which keeps
+/// the inner loop contiguous.
+fn resample_axis(src: &[f32], w: usize, h: usize, out: usize, horizontal: bool) -> Vec<f32> {
+    if horizontal {
+        let taps = taps(w, out);
+        let mut dst = vec![0f32; out * h];
+        for (src_row, dst_row) in src.chunks_exact(w).zip(dst.chunks_exact_mut(out)) {
+            for (d, (first, weights)) in dst_row.iter_mut().zip(&taps) {
+                *d = weights
+                    .iter()
+                    .zip(&src_row[*first..])
+                    .map(|(wt, v)| wt * v)
+                    .sum();
+            }
         }
+        dst
+    } else {
+        let taps = taps(h, out);
+        let mut dst = vec![0f32; w * out];
+        for (dst_row, (first, weights)) in dst.chunks_exact_mut(w).zip(&taps) {
+            for (k, wt) in weights.iter().enumerate() {
+                let src_row = &src[(first + k) * w..(first + k + 1) * w];
+                dst_row
+                    .iter_mut()
+                    .zip(src_row)
+                    .for_each(|(d, v)| *d += wt * v);
+            }
+        }
+        dst
     }
-    dst
 }
 
 #[cfg(test)]
