@@ -3,12 +3,12 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use digits_data::{split::split, DataDir, Digits, PIXELS};
-use digits_rng::Rng;
-use digits_vision::synth;
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
 use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
 use digits_model::{file, shipped, Architecture, Model, SvmModel, SvmSettings};
+use digits_rng::Rng;
+use digits_vision::synth;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -432,7 +432,10 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                 println!("  decode     {:>9.1} us", stages.decode_us);
                 println!("  ink map    {:>9.1} us", stages.ink_us);
                 println!("  normalize  {:>9.1} us", stages.normalize_us);
-                println!("  classify   {:>9.1} us (one normalised image)", stages.classify_us);
+                println!(
+                    "  classify   {:>9.1} us (one normalised image)",
+                    stages.classify_us
+                );
                 println!(
                     "  total      {:>9.1} us ({:.0} images/s per thread)",
                     stages.total_us,

@@ -221,6 +221,11 @@ pub struct RealworldArgs {
     numbers: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Digits to redraw: `test` for reported figures, or `validation` (the 5,000 training images
+    /// the shipped models hold out, split with seed 1) for tuning the reader without touching
+    /// the test set.
+    #[arg(long, default_value = "test", value_parser = ["test", "validation"])]
+    source: String,
     /// Write every misread image into this folder (named with the right and the read answer).
     #[arg(long)]
     save_failures: Option<PathBuf>,
@@ -248,10 +253,16 @@ fn parallel<T: Send>(
         .collect()
 }
 
-/// Realistic images from the MNIST test split, read back through the full pipeline.
+/// Realistic images redrawn from MNIST digits (the test split, or the validation split for
+/// tuning), read back through the full pipeline.
 pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let model = shipped::resolve(&args.model)?;
-    let test = dir.load()?.test;
+    let mnist = dir.load()?;
+    let digits = if args.source == "validation" {
+        digits_data::split::split(&mnist.train, 5000, 1)?.validation
+    } else {
+        mnist.test
+    };
     let limits = Limits::default();
     let total = (args.per_style * Style::ALL.len() + args.numbers) as u64;
     let bar = ProgressBar::new(total);
@@ -268,20 +279,20 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let mut rows = Vec::new();
     for (si, style) in Style::ALL.iter().enumerate() {
         let results = parallel(&model, args.per_style, &bar, |i, m| {
-            let idx = (si * args.per_style + i) % test.len();
+            let idx = (si * args.per_style + i) % digits.len();
             let mut rng = Rng::derive(args.seed, &[si as u64, i as u64]);
-            let bytes = render_digit(test.image(idx), *style, &mut rng);
+            let bytes = render_digit(digits.image(idx), *style, &mut rng);
             let got = read_digit(m, &bytes, &limits)
                 .map(|r| r.prediction.digit.to_string())
                 .unwrap_or_else(|_| "none".into());
-            let ok = got == test.labels[idx].to_string();
+            let ok = got == digits.labels[idx].to_string();
             if !ok {
                 let ext = if *style == Style::Jpeg { "jpg" } else { "png" };
                 save(
                     format!(
-                        "{}-test{idx}-is{}-read{got}.{ext}",
+                        "{}-digits{idx}-is{}-read{got}.{ext}",
                         style.name(),
-                        test.labels[idx]
+                        digits.labels[idx]
                     ),
                     &bytes,
                 );
@@ -294,13 +305,13 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let number_results = parallel(&model, args.numbers, &bar, |i, m| {
         let mut rng = Rng::derive(args.seed, &[99, i as u64]);
         let len = 2 + rng.below(5);
-        let idx: Vec<usize> = (0..len).map(|_| rng.below(test.len())).collect();
-        let digits: Vec<&[u8]> = idx.iter().map(|&j| test.image(j)).collect();
+        let idx: Vec<usize> = (0..len).map(|_| rng.below(digits.len())).collect();
+        let images: Vec<&[u8]> = idx.iter().map(|&j| digits.image(j)).collect();
         let want: String = idx
             .iter()
-            .map(|&j| char::from(b'0' + test.labels[j]))
+            .map(|&j| char::from(b'0' + digits.labels[j]))
             .collect();
-        let bytes = render_number(&digits, &mut rng);
+        let bytes = render_number(&images, &mut rng);
         let got = read_number(m, &bytes, &limits)
             .map(|n| n.text)
             .unwrap_or_else(|_| "none".into());
