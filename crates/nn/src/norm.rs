@@ -6,6 +6,15 @@ use rayon::prelude::*;
 
 /// Rows per partial sum: fixed, so the sums do not depend on the number of threads.
 const ROWS_PER_PART: usize = 512;
+/// Floats a parallel task covers at least: a smaller pass (one image's activations) runs on the
+/// calling thread, since handing work to a sleeping pool thread costs ~100 us, far more than
+/// the pass.
+const TASK_MIN: usize = 1 << 16;
+
+/// Parts of `part` floats per parallel task.
+fn parts_per_task(part: usize) -> usize {
+    TASK_MIN.div_ceil(part)
+}
 
 /// Per-channel sums of `f(row_of_a, row_of_b)` terms over all rows, as two f64 vectors; each
 /// part of [`ROWS_PER_PART`] rows is summed in f32 into `parts` (reused scratch), the parts in
@@ -25,6 +34,7 @@ fn channel_sums(
             a.par_chunks(ROWS_PER_PART * c)
                 .zip(b.par_chunks(ROWS_PER_PART * c)),
         )
+        .with_min_len(parts_per_task(ROWS_PER_PART * c))
         .for_each(|(sums, (a, b))| {
             let (s1, s2) = sums.split_at_mut(c);
             s1.fill(0.0);
@@ -118,10 +128,11 @@ impl BatchNorm {
         y[..rows * c]
             .par_chunks_mut(ROWS_PER_PART * c)
             .zip(x.par_chunks(ROWS_PER_PART * c))
+            .with_min_len(parts_per_task(ROWS_PER_PART * c))
             .for_each(|(y, x)| {
                 for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    for ch in 0..c {
-                        yr[ch] = xr[ch] * scale[ch] + shift[ch];
+                    for ((y, x), (s, t)) in yr.iter_mut().zip(xr).zip(scale.iter().zip(&shift)) {
+                        *y = x * s + t;
                     }
                 }
             });
@@ -155,6 +166,7 @@ impl BatchNorm {
             dx[..rows * c]
                 .par_chunks_mut(part)
                 .zip(dy.par_chunks(part).zip(x.par_chunks(part)))
+                .with_min_len(parts_per_task(part))
                 .for_each(|(dx, (dy, x))| {
                     for ((dxr, dr), xr) in dx
                         .chunks_exact_mut(c)
