@@ -98,7 +98,8 @@ impl MaxPool2d {
             .chunks_mut(per * o.len())
             .zip(self.argmax.chunks_mut(per * o.len()))
             .enumerate();
-        if groups > 1 {
+        // One image is one task: waking a pool thread would cost more than pooling it.
+        if groups > 1 && batch > 1 {
             tasks.par_bridge().for_each(work);
         } else {
             tasks.for_each(work);
