@@ -2,6 +2,7 @@
 //! covers, the anti-aliasing MNIST's own size normalisation used.
 
 /// Resamples a `w x h` image to `ow x oh`.
+#[inline(always)]
 pub fn area(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f32> {
     let rows = resample_axis(src, w, h, ow, true);
     resample_axis(&rows, ow, h, oh, false)
@@ -26,6 +27,7 @@ fn taps(n_in: usize, out: usize) -> Vec<(usize, Vec<f32>)> {
 
 /// Resamples along x (`horizontal`) or y. Along y whole rows are scaled and added, which keeps
 /// the inner loop contiguous.
+#[inline(always)]
 fn resample_axis(src: &[f32], w: usize, h: usize, out: usize, horizontal: bool) -> Vec<f32> {
     if horizontal {
         let taps = taps(w, out);
