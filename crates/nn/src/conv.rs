@@ -551,3 +551,97 @@ impl Linear<DenseRows> {
         self.rows.units
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::layer::{LayerSpec, Shape};
+    use crate::network::Network;
+    use digits_rng::Rng;
+
+    /// Direct convolution, one multiply-add at a time: what the im2col + GEMM path must equal.
+    /// Weights are `[ky][kx][c_in][filter]`, activations NHWC.
+    #[allow(clippy::too_many_arguments)]
+    fn reference_conv(
+        x: &[f32],
+        input: Shape,
+        w: &[f32],
+        b: &[f32],
+        filters: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        relu: bool,
+    ) -> Vec<f32> {
+        let oh = (input.h + 2 * pad - k) / stride + 1;
+        let ow = (input.w + 2 * pad - k) / stride + 1;
+        let mut y = vec![0f32; oh * ow * filters];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for f in 0..filters {
+                    let mut acc = b.get(f).copied().unwrap_or(0.0);
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * stride + ky) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize
+                            {
+                                continue;
+                            }
+                            for c in 0..input.c {
+                                let xv = x[(iy as usize * input.w + ix as usize) * input.c + c];
+                                acc += xv * w[((ky * k + kx) * input.c + c) * filters + f];
+                            }
+                        }
+                    }
+                    y[(oy * ow + ox) * filters + f] = if relu { acc.max(0.0) } else { acc };
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn convolution_matches_the_direct_reference() {
+        let mut rng = Rng::new(5);
+        for (input, filters, k, stride, pad, relu) in [
+            (Shape::new(28, 28, 1), 8, 3, 1, 1, false),
+            (Shape::new(9, 7, 3), 5, 3, 2, 1, true),
+            (Shape::new(6, 6, 4), 6, 5, 1, 0, true),
+        ] {
+            let spec = LayerSpec::Conv2d {
+                filters,
+                kernel: k,
+                stride,
+                padding: pad,
+                bias: true,
+                relu,
+            };
+            let mut net = Network::new(input, &[spec], 3).unwrap();
+            for p in net.params_mut() {
+                p.value.iter_mut().for_each(|v| *v = rng.normal());
+            }
+            let params: Vec<Vec<f32>> = net.params().map(|p| p.value.clone()).collect();
+            let batch = 3;
+            let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+            let got = net.predict(&x, batch).to_vec();
+            let per = got.len() / batch;
+            for n in 0..batch {
+                let want = reference_conv(
+                    &x[n * input.len()..(n + 1) * input.len()],
+                    input,
+                    &params[0],
+                    &params[1],
+                    filters,
+                    k,
+                    stride,
+                    pad,
+                    relu,
+                );
+                assert_eq!(want.len(), per);
+                for (g, w) in got[n * per..(n + 1) * per].iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                }
+            }
+        }
+    }
+}

@@ -188,7 +188,7 @@ impl Layer {
             Layer::Conv2d(l) => l.forward(x, y, batch, ctx),
             Layer::Dense(l) => l.forward(x, y, batch, ctx),
             Layer::Relu(_) => crate::pool::relu_forward(x, y),
-            Layer::MaxPool2d(l) => l.forward(x, y, batch, ctx.groups),
+            Layer::MaxPool2d(l) => l.forward(x, y, batch, ctx.groups, ctx.mode == Mode::Train),
             Layer::Dropout(l) => l.forward(x, y, batch, ctx),
             Layer::BatchNorm(l) => l.forward(x, y, batch, ctx.mode),
             Layer::Flatten(_) => y.copy_from_slice(x),

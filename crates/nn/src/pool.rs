@@ -55,7 +55,15 @@ impl MaxPool2d {
         })
     }
 
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, groups: usize) {
+    /// `track`: remember the winners for a backward pass (training only).
+    pub(crate) fn forward(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        batch: usize,
+        groups: usize,
+        track: bool,
+    ) {
         let (i, o, s) = (self.input, self.output, self.size);
         let c = i.c;
         self.argmax.resize(batch * o.len(), 0);
@@ -78,7 +86,14 @@ impl MaxPool2d {
                         for ky in 0..s {
                             for kx in 0..s {
                                 let at = n * in_len + ((oy * s + ky) * i.w + ox * s + kx) * c;
-                                for (ch, (&v, (best, arg))) in x[at..at + c]
+                                let taps = &x[at..at + c];
+                                if !track {
+                                    for (&v, best) in taps.iter().zip(y.iter_mut()) {
+                                        *best = if v > *best { v } else { *best };
+                                    }
+                                    continue;
+                                }
+                                for (ch, (&v, (best, arg))) in taps
                                     .iter()
                                     .zip(y.iter_mut().zip(arg.iter_mut()))
                                     .enumerate()
