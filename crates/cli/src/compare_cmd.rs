@@ -22,13 +22,13 @@ pub struct CompareArgs {
     #[arg(long, default_value = "reports/compare")]
     out: PathBuf,
     /// Seed for the validation split and training.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = digits_data::split::SEED)]
     seed: u64,
     /// Epochs for the networks, ours and the peers' (default: each architecture's own).
     #[arg(long)]
     epochs: Option<usize>,
     /// Training images held out for validation.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = digits_data::split::VALIDATION)]
     validation: usize,
     /// Also train and time the peers (scikit-learn, PyTorch, Keras) in this run.
     #[arg(long)]

@@ -82,7 +82,7 @@ pub struct TrainArgs {
     #[arg(long)]
     epochs: Option<usize>,
     /// Seed for initialisation, the validation split, shuffling, augmentation and dropout.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = digits_data::split::SEED)]
     seed: u64,
     /// Where to write the model (a checkpoint goes beside it as PATH.ckpt).
     #[arg(long)]
@@ -91,7 +91,7 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// Training images held out for validation.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = digits_data::split::VALIDATION)]
     validation: usize,
     /// Train on only the first N training images (quick experiments).
     #[arg(long)]

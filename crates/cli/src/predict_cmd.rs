@@ -221,8 +221,8 @@ pub struct RealworldArgs {
     numbers: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Digits to redraw: `test` for reported figures, or `validation` (the 5,000 training images
-    /// the shipped models hold out, split with seed 1) for tuning the reader without touching
+    /// Digits to redraw: `test` for reported figures, or `validation` (the training images the
+    /// shipped models hold out: `train`'s default split) for tuning the reader without touching
     /// the test set.
     #[arg(long, default_value = "test", value_parser = ["test", "validation"])]
     source: String,
@@ -259,7 +259,8 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let model = shipped::resolve(&args.model)?;
     let mnist = dir.load()?;
     let digits = if args.source == "validation" {
-        digits_data::split::split(&mnist.train, 5000, 1)?.validation
+        use digits_data::split::{split, SEED, VALIDATION};
+        split(&mnist.train, VALIDATION, SEED)?.validation
     } else {
         mnist.test
     };
@@ -290,8 +291,9 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
                 let ext = if *style == Style::Jpeg { "jpg" } else { "png" };
                 save(
                     format!(
-                        "{}-digits{idx}-is{}-read{got}.{ext}",
+                        "{}-{}{idx}-is{}-read{got}.{ext}",
                         style.name(),
+                        args.source,
                         digits.labels[idx]
                     ),
                     &bytes,

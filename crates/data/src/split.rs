@@ -71,6 +71,11 @@ pub struct Split {
     pub validation: Digits,
 }
 
+/// The default held-out split: `VALIDATION` training images chosen with `SEED`. The shipped
+/// models were trained with it, so its images are the ones they never saw in training.
+pub const VALIDATION: usize = 5000;
+pub const SEED: u64 = 1;
+
 /// Holds out `validation` images chosen by a seeded shuffle; the same seed gives the same split.
 pub fn split(all: &Digits, validation: usize, seed: u64) -> Result<Split> {
     if validation >= all.len() {

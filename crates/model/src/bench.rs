@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 /// Median seconds of `f` over `runs` runs, after `runs / 10 + 1` untimed warm-up runs.
-pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..runs / 10 + 1 {
         f();
     }

@@ -38,8 +38,9 @@ fn stroke_width(v: &[f32], w: usize, h: usize) -> f32 {
     2.0 * area as f32 / edges.max(1) as f32
 }
 
-/// Whether [`InkMap::from_rgba`]'s wide twin may run: the same code compiled for AVX2 and FMA (its helpers are
-/// `inline(always)` so they are compiled into it), twice as wide as the x86-64 baseline's SSE2.
+/// Whether [`InkMap::from_rgba`]'s wide twin may run: the same code compiled for AVX2 and FMA
+/// (its helpers are `inline(always)` so they are compiled into it), twice as wide as the x86-64
+/// baseline's SSE2.
 /// The readings are the same bit for bit: Rust does not fuse multiplies and adds on its own.
 fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -212,12 +213,13 @@ fn percentile(values: &[f32], floor: f32, fraction: f32) -> f32 {
     for &v in rest {
         hist[0][bin(v)] += 1;
     }
-    let counts: Vec<usize> = (0..BINS)
-        .map(|i| hist.iter().map(|h| h[i] as usize).sum())
-        .collect();
-    let target = (counts.iter().sum::<usize>() as f32 * fraction) as usize;
+    let [mut counts, rest @ ..] = hist;
+    for h in &rest {
+        counts.iter_mut().zip(h).for_each(|(c, n)| *c += n);
+    }
+    let target = (counts[..BINS].iter().sum::<u32>() as f32 * fraction) as u32;
     let mut seen = 0;
-    for (i, &h) in counts.iter().enumerate() {
+    for (i, &h) in counts[..BINS].iter().enumerate() {
         seen += h;
         if seen > target {
             return i as f32 / (BINS - 1) as f32;

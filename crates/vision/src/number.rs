@@ -7,12 +7,10 @@ use crate::ink::{InkMap, Region};
 /// Ink level that counts as a stroke when finding components.
 const STROKE: f32 = 0.3;
 /// Blobs wider than this times their height may be touching digits: they are offered both
-/// whole and split, and the reader keeps whichever the model is surer of.
+/// whole and split (evenly, and in two at each of the [`PAIR_CUTS`] emptiest columns), and the
+/// reader keeps whichever the model is surer of. Both chosen on numbers built from the
+/// validation split (`digits realworld --source validation`).
 const SPLIT_ASPECT: f32 = 0.9;
-/// Blobs wider than this times their height are also offered cut in two at each of the
-/// [`PAIR_CUTS`] emptiest columns.
-/// Chosen on numbers built from the validation split (`digits realworld --source validation`).
-const PAIR_ASPECT: f32 = 0.9;
 const PAIR_CUTS: usize = 5;
 /// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
 const TYPICAL_ASPECT: f32 = 0.65;
@@ -215,19 +213,20 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
             } else {
                 1
             };
-            let regions = |pieces: Vec<Blob>| -> Vec<Region> {
-                pieces.iter().map(|p| region(p, ink.width)).collect()
-            };
             let mut options = vec![vec![region(&b, ink.width)]];
-            if aspect > PAIR_ASPECT {
-                for c in pair_cuts(&b, ink.width) {
-                    options.push(regions(cut(&b, &[b.x0 + c], ink.width)));
+            let pieces = (most > 1)
+                .then(|| pair_cuts(&b, ink.width))
+                .into_iter()
+                .flatten()
+                .map(|c| cut(&b, &[b.x0 + c], ink.width))
+                .chain((2..=most).map(|parts| split(&b, parts, ink.width)));
+            for p in pieces {
+                let option: Vec<Region> = p.iter().map(|p| region(p, ink.width)).collect();
+                // An even cut can fall on an emptiest column: read each way of cutting once.
+                if !options.contains(&option) {
+                    options.push(option);
                 }
             }
-            for parts in 2..=most {
-                options.push(regions(split(&b, parts, ink.width)));
-            }
-            options.dedup();
             Segment { options }
         })
         .collect()
