@@ -2,6 +2,7 @@
 //! convolution, the flattened samples for a dense layer) with a `[inputs x units]` weight
 //! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
 
+use crate::fastconv::{self, Prepared};
 use crate::layer::{group_ranges, Ctx, Param, Shape};
 use digits_linalg::{matmul, View};
 use digits_rng::Rng;
@@ -299,11 +300,11 @@ fn linear_backward(
 /// Geometry of a square-kernel convolution over NHWC images.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvGeometry {
-    input: Shape,
-    output: Shape,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    pub(crate) input: Shape,
+    pub(crate) output: Shape,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
 }
 
 impl ConvGeometry {
@@ -403,22 +404,18 @@ pub struct Linear<U> {
     rows: U,
     pub(crate) core: LinearCore,
     scratch: Vec<Scratch>,
+    /// A convolution's weights as its fast forward method reads them (unused by dense layers).
+    prepared: Prepared,
 }
 
 pub type Conv2d = Linear<ConvGeometry>;
 pub type Dense = Linear<DenseRows>;
 
 impl<U: Unfold> Linear<U> {
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        linear_forward(
-            &self.rows,
-            &self.core,
-            &mut self.scratch,
-            x,
-            y,
-            batch,
-            ctx.groups,
-        );
+    /// The weights for writing; whatever was derived from them is rebuilt on next use.
+    pub(crate) fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.prepared = Prepared::default();
+        self.core.params_mut()
     }
 
     pub(crate) fn backward(
@@ -484,11 +481,33 @@ impl Linear<ConvGeometry> {
             },
             core: LinearCore::new(kernel * kernel * input.c, filters, bias, relu, name, rng),
             scratch: Vec::new(),
+            prepared: Prepared::default(),
         })
     }
 
     pub(crate) fn output(&self) -> Shape {
         self.rows.output
+    }
+
+    /// Runs the fast method where this CPU and shape have one, im2col + GEMM otherwise.
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        let g = self.rows;
+        let Some(method) = fastconv::method(&g) else {
+            let (core, scratch) = (&self.core, &mut self.scratch);
+            return linear_forward(&g, core, scratch, x, y, batch, ctx.groups);
+        };
+        let core = &self.core;
+        let w = self.prepared.weights(&g, method, &core.w.value);
+        let bias = core.b.as_ref().map(|b| b.value.as_slice());
+        let ranges = group_ranges(batch, ctx.groups);
+        self.scratch.resize_with(ranges.len(), Scratch::default);
+        let ys = split_groups(y, &ranges, g.out_len());
+        let tasks: Vec<_> = ranges.iter().zip(ys).zip(self.scratch.iter_mut()).collect();
+        let in_len = g.in_len();
+        run_groups(tasks, |((&(start, count), y), s)| {
+            let x = &x[start * in_len..(start + count) * in_len];
+            fastconv::forward(&g, method, w, bias, core.relu, x, &mut s.col, y);
+        });
     }
 }
 
@@ -544,16 +563,22 @@ impl Linear<DenseRows> {
             rows: DenseRows { inputs, units },
             core: LinearCore::new(inputs, units, true, relu, name, rng),
             scratch: Vec::new(),
+            prepared: Prepared::default(),
         })
     }
 
     pub(crate) fn units(&self) -> usize {
         self.rows.units
     }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        let (rows, core, scratch) = (&self.rows, &self.core, &mut self.scratch);
+        linear_forward(rows, core, scratch, x, y, batch, ctx.groups);
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::layer::{LayerSpec, Shape};
     use crate::network::Network;
     use digits_rng::Rng;
@@ -561,7 +586,7 @@ mod tests {
     /// Direct convolution, one multiply-add at a time: what the im2col + GEMM path must equal.
     /// Weights are `[ky][kx][c_in][filter]`, activations NHWC.
     #[allow(clippy::too_many_arguments)]
-    fn reference_conv(
+    pub(crate) fn reference_conv(
         x: &[f32],
         input: Shape,
         w: &[f32],
@@ -607,6 +632,10 @@ mod tests {
             (Shape::new(28, 28, 1), 8, 3, 1, 1, false),
             (Shape::new(9, 7, 3), 5, 3, 2, 1, true),
             (Shape::new(6, 6, 4), 6, 5, 1, 0, true),
+            // Shapes the direct AVX-512 kernel takes where the CPU has it.
+            (Shape::new(28, 28, 1), 32, 3, 1, 1, true),
+            (Shape::new(14, 14, 32), 64, 3, 1, 1, false),
+            (Shape::new(10, 9, 3), 32, 3, 1, 0, true),
         ] {
             let spec = LayerSpec::Conv2d {
                 filters,

@@ -244,8 +244,8 @@ impl Layer {
 
     pub fn params_mut(&mut self) -> Vec<&mut Param> {
         match self {
-            Layer::Conv2d(l) => l.core.params_mut(),
-            Layer::Dense(l) => l.core.params_mut(),
+            Layer::Conv2d(l) => l.params_mut(),
+            Layer::Dense(l) => l.params_mut(),
             Layer::BatchNorm(l) => vec![
                 &mut l.gamma,
                 &mut l.beta,

@@ -12,6 +12,7 @@
 //! group order. With one thread the result is therefore bit-for-bit reproducible from the seed.
 
 mod conv;
+mod fastconv;
 mod layer;
 mod loss;
 mod network;

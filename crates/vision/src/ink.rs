@@ -374,34 +374,46 @@ impl InkMap {
         }
     }
 
-    fn at(&self, r: &Region, x: usize, y: usize) -> f32 {
-        if r.mask.as_ref().is_some_and(|m| !m[y * r.w + x]) {
-            0.0
-        } else {
-            self.ink[(r.y + y) * self.width + r.x + x]
-        }
-    }
-
     /// The MNIST procedure on one region: crop to the ink, scale the longer side to 20 px with
     /// area averaging, restore full ink strength, centre the mass in 28x28.
     pub fn normalize(&self, r: &Region) -> Result<Normalized, VisionError> {
-        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-        for y in 0..r.h {
-            let row = &self.ink[(r.y + y) * self.width + r.x..][..r.w];
-            let inked = |x: &usize| row[*x] > 0.0 && r.mask.as_ref().is_none_or(|m| m[y * r.w + x]);
-            if let Some(first) = (0..r.w).find(inked) {
-                let last = (first..r.w).rev().find(inked).unwrap_or(first);
-                (x0, y0, x1, y1) = (x0.min(first), y0.min(y), x1.max(last + 1), y1.max(y + 1));
+        let inked = |y: usize, x: usize| {
+            self.ink[(r.y + y) * self.width + r.x + x] > 0.0
+                && r.mask.as_ref().is_none_or(|m| m[y * r.w + x])
+        };
+        let row_inked = |y: &usize| (0..r.w).any(|x| inked(*y, x));
+        let Some(y0) = (0..r.h).find(row_inked) else {
+            return Err(VisionError::NoInk);
+        };
+        let y1 = (y0..r.h).rev().find(row_inked).unwrap_or(y0) + 1;
+        // Each row is searched only outside the columns already known to hold ink, so a big
+        // canvas costs little more than its inked box.
+        let (mut x0, mut x1) = (r.w, 0);
+        for y in y0..y1 {
+            if let Some(first) = (0..x0).find(|&x| inked(y, x)) {
+                x0 = first;
+            }
+            if let Some(last) = (x1.max(x0)..r.w).rev().find(|&x| inked(y, x)) {
+                x1 = last + 1;
             }
         }
-        if x0 >= x1 {
-            return Err(VisionError::NoInk);
-        }
         let (bw, bh) = (x1 - x0, y1 - y0);
-        let crop: Vec<f32> = (y0..y1)
-            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
-            .map(|(x, y)| self.at(r, x, y))
-            .collect();
+        let mut crop = Vec::with_capacity(bw * bh);
+        for y in y0..y1 {
+            let row = &self.ink[(r.y + y) * self.width + r.x + x0..][..bw];
+            match &r.mask {
+                None => crop.extend_from_slice(row),
+                Some(m) => {
+                    crop.extend(row.iter().zip(&m[y * r.w + x0..][..bw]).map(|(&v, &keep)| {
+                        if keep {
+                            v
+                        } else {
+                            0.0
+                        }
+                    }))
+                }
+            }
+        }
         let s = BOX as f32 / bw.max(bh) as f32;
         let (ow, oh) = (
             ((bw as f32 * s).round() as usize).clamp(1, BOX),
