@@ -12,6 +12,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// glibc's malloc hands every buffer over 128 KiB (a decoded photo, its ink map) straight back
+/// to the OS and faults it in again, zeroed, on the next request; mimalloc keeps and reuses them.
+/// Measured with bench/load/run.sh (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "digits",

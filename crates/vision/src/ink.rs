@@ -124,23 +124,35 @@ pub struct Region {
     pub mask: Option<Vec<bool>>,
 }
 
-/// Least-squares fit of a quadratic surface a + bx + cy + dx^2 + exy + fy^2 to the samples.
-/// The normal equations need only the moments sum(x^i y^j) for i + j <= 4 and sum(v x^i y^j)
-/// for i + j <= 2, so each sample costs 21 products rather than the 42 of the full outer product.
-fn fit_quadratic(samples: &[(f32, f32, f32)]) -> Option<[f64; 6]> {
+/// Least-squares fit of a quadratic surface a + bx + cy + dx^2 + exy + fy^2 to the `kept`
+/// values of a `w x h` grid (x = column / w, y = row / h). The normal equations need only the
+/// moments sum(x^i y^j) for i + j <= 4 and sum(v x^i y^j) for i + j <= 2; summed along each
+/// row first with the columns' powers of x from a table, a sample costs eight additions.
+#[inline(always)]
+fn fit_quadratic(values: &[f32], w: usize, h: usize, kept: &[bool]) -> Option<[f64; 6]> {
+    let powers: Vec<[f64; 5]> = (0..w)
+        .map(|c| {
+            let x = c as f64 / w as f64;
+            [1.0, x, x * x, x * x * x, x * x * x * x]
+        })
+        .collect();
     let mut m = [[0f64; 5]; 5];
     let mut mv = [[0f64; 3]; 3];
-    for &(x, y, v) in samples {
-        let (x, y, v) = (x as f64, y as f64, v as f64);
-        let xp = [1.0, x, x * x, x * x * x, x * x * x * x];
+    for (r, (row, keep)) in values.chunks_exact(w).zip(kept.chunks_exact(w)).enumerate() {
+        let (mut rm, mut rv) = ([0f64; 5], [0f64; 3]);
+        for ((&v, _), p) in row.iter().zip(keep).zip(&powers).filter(|((_, &k), _)| k) {
+            rm.iter_mut().zip(p).for_each(|(a, p)| *a += p);
+            rv.iter_mut().zip(p).for_each(|(a, p)| *a += v as f64 * p);
+        }
+        let y = r as f64 / h as f64;
         let mut yj = 1.0;
         for j in 0..5 {
             for i in 0..5 - j {
-                m[i][j] += xp[i] * yj;
+                m[i][j] += rm[i] * yj;
             }
             if j < 3 {
                 for i in 0..3 - j {
-                    mv[i][j] += xp[i] * yj * v;
+                    mv[i][j] += rv[i] * yj;
                 }
             }
             yj *= y;
@@ -204,12 +216,21 @@ fn percentile(values: &[f32], floor: f32, fraction: f32) -> f32 {
             BINS
         }
     };
-    let (quads, rest) = values.as_chunks::<4>();
-    for q in quads {
+    let mut count = |q: &[f32; 4]| {
         for (h, &v) in hist.iter_mut().zip(q) {
             h[bin(v)] += 1;
         }
+    };
+    // Runs of 16 values at or below the floor (paper) are skipped after one vector compare;
+    // the values they would have counted (bin BINS) are never read.
+    let (blocks, rest) = values.as_chunks::<16>();
+    for block in blocks {
+        if block.iter().fold(false, |any, &v| any | (v > floor)) {
+            block.as_chunks::<4>().0.iter().for_each(&mut count);
+        }
     }
+    let (quads, rest) = rest.as_chunks::<4>();
+    quads.iter().for_each(&mut count);
     for &v in rest {
         hist[0][bin(v)] += 1;
     }
@@ -302,29 +323,33 @@ impl InkMap {
             ((height as f32 / scale).round() as usize).max(1),
         );
         let thumb = area(&grey, width, height, tw, th);
-        let coords = |i: usize| ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
-        let mut samples: Vec<(f32, f32, f32)> = thumb
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (coords(i).0, coords(i).1, v))
-            .collect();
-        let mut coef = fit_quadratic(&samples).ok_or(VisionError::NoInk)?;
+        let mut kept = vec![true; thumb.len()];
+        let mut coef = fit_quadratic(&thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
         for _ in 0..3 {
-            let depth: Vec<f32> = samples
+            let depth: Vec<f32> = thumb
                 .iter()
-                .map(|&(x, y, v)| eval_quadratic(&coef, x, y) - v)
+                .enumerate()
+                .map(|(i, v)| {
+                    let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
+                    eval_quadratic(&coef, x, y) - v
+                })
                 .collect();
-            let cut = (percentile(&depth, -1.0, 0.98) * 0.3).max(0.03);
-            samples = samples
-                .into_iter()
-                .zip(&depth)
-                .filter(|(_, &d)| d < cut)
-                .map(|(s, _)| s)
-                .collect();
-            if samples.len() < 6 {
+            let mut kept_depth = Vec::with_capacity(depth.len());
+            for (&d, &k) in depth.iter().zip(&kept) {
+                if k {
+                    kept_depth.push(d);
+                }
+            }
+            let cut = (percentile(&kept_depth, -1.0, 0.98) * 0.3).max(0.03);
+            let mut left = 0;
+            for (k, &d) in kept.iter_mut().zip(&depth) {
+                *k = *k && d < cut;
+                left += usize::from(*k);
+            }
+            if left < 6 {
                 break;
             }
-            coef = fit_quadratic(&samples).unwrap_or(coef);
+            coef = fit_quadratic(&thumb, tw, th, &kept).unwrap_or(coef);
         }
         // The surface row by row: a_row + x * (b_row + c3 * x), in f32 (this is the hot loop).
         let c = coef.map(|v| v as f32);
@@ -521,6 +546,26 @@ mod tests {
         let mut speck = canvas(300, 300, [255, 255, 255, 255]);
         bar(&mut speck, 10..11, 10..11, [0, 0, 0, 255]);
         assert_eq!(InkMap::from_rgba(&speck), Err(VisionError::NoInk));
+    }
+
+    #[test]
+    fn quadratic_fit_recovers_the_surface() {
+        let want = [0.8, -0.1, 0.2, 0.05, -0.3, 0.15];
+        let (w, h) = (7, 5);
+        let mut values: Vec<f32> = (0..w * h)
+            .map(|i| eval_quadratic(&want, (i % w) as f32 / w as f32, (i / w) as f32 / h as f32))
+            .collect();
+        // Samples left out of the fit do not count, whatever their value.
+        let kept: Vec<bool> = (0..w * h).map(|i| i % 3 != 0).collect();
+        values
+            .iter_mut()
+            .zip(&kept)
+            .filter(|(_, &k)| !k)
+            .for_each(|(v, _)| *v = 9.0);
+        let got = fit_quadratic(&values, w, h, &kept).expect("solvable");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-3, "{got:?} vs {want:?}");
+        }
     }
 
     #[test]

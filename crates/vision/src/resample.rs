@@ -1,11 +1,12 @@
 //! Area-averaging resampling: every output pixel is the mean of exactly the input area it
 //! covers, the anti-aliasing MNIST's own size normalisation used.
 
-/// Resamples a `w x h` image to `ow x oh`.
+/// Resamples a `w x h` image to `ow x oh`. Rows first: that pass is whole rows scaled and
+/// added (vectorised), and it leaves the per-pixel horizontal pass only `oh` rows.
 #[inline(always)]
 pub fn area(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f32> {
-    let rows = resample_axis(src, w, h, ow, true);
-    resample_axis(&rows, ow, h, oh, false)
+    let rows = resample_axis(src, w, h, oh, false);
+    resample_axis(&rows, w, oh, ow, true)
 }
 
 /// Per output index along one axis: the first input index and the weights (summing to 1) of the
