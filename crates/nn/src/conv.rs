@@ -3,6 +3,7 @@
 //! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
 
 use crate::fastconv::{self, Prepared};
+use crate::gemv;
 use crate::layer::{group_ranges, Ctx, Param, Shape};
 use digits_linalg::{matmul, View};
 use digits_rng::Rng;
@@ -54,15 +55,17 @@ impl LinearCore {
     /// `y[m x n] = act(rows[m x k] * w + b)`.
     fn forward_rows(&self, rows: &[f32], m: usize, y: &mut [f32]) {
         let y = &mut y[..m * self.n];
-        matmul(
-            m,
-            self.n,
-            self.k,
-            y,
-            View::rows(rows, self.k),
-            View::rows(&self.w.value, self.n),
-            false,
-        );
+        if m != 1 || !gemv::product(&rows[..self.k], &self.w.value, self.n, y) {
+            matmul(
+                m,
+                self.n,
+                self.k,
+                y,
+                View::rows(rows, self.k),
+                View::rows(&self.w.value, self.n),
+                false,
+            );
+        }
         let bias = self.b.as_ref().map(|b| b.value.as_slice());
         for row in y.chunks_exact_mut(self.n) {
             if let Some(b) = bias {

@@ -40,12 +40,12 @@ pub(crate) fn method(g: &ConvGeometry) -> Option<Method> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
+pub(crate) fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn avx512() -> bool {
+pub(crate) fn avx512() -> bool {
     false
 }
 
@@ -109,14 +109,24 @@ pub(crate) fn forward(
     }
 }
 
-/// Copies `image` into a zero-filled `rows x cols` canvas at (`pad`, `pad`).
+/// Copies `image` into a `rows x cols` canvas at (`pad`, `pad`), zeroing only the margins.
 fn pad_into(g: &ConvGeometry, image: &[f32], rows: usize, cols: usize, canvas: &mut [f32]) {
     let (c, p) = (g.input.c, g.padding);
-    canvas[..rows * cols * c].fill(0.0);
-    let line = g.input.w * c;
-    for (iy, src) in image.chunks_exact(line).enumerate() {
-        let at = ((iy + p) * cols + p) * c;
-        canvas[at..at + line].copy_from_slice(src);
+    let (line, stride) = (g.input.w * c, cols * c);
+    let canvas = &mut canvas[..rows * stride];
+    let (top, rest) = canvas.split_at_mut(p * stride);
+    top.fill(0.0);
+    let (middle, bottom) = rest.split_at_mut(g.input.h * stride);
+    bottom.fill(0.0);
+    for (dst, src) in middle
+        .chunks_exact_mut(stride)
+        .zip(image.chunks_exact(line))
+    {
+        let (left, rest) = dst.split_at_mut(p * c);
+        left.fill(0.0);
+        let (inside, right) = rest.split_at_mut(line);
+        inside.copy_from_slice(src);
+        right.fill(0.0);
     }
 }
 
@@ -497,7 +507,9 @@ mod tests {
             let bias = bias.then_some(&b[..]);
             let mut prepared = Prepared::default();
             let weights = prepared.weights(&g, method, &w);
-            forward(&g, method, weights, bias, relu, &x, &mut Vec::new(), &mut y);
+            // Scratch left dirty by earlier use: every margin must be zeroed, not assumed zero.
+            let mut scratch = vec![f32::NAN; 1 << 18];
+            forward(&g, method, weights, bias, relu, &x, &mut scratch, &mut y);
             for i in 0..images {
                 let want = reference_conv(
                     &x[i * input.len()..(i + 1) * input.len()],

@@ -13,6 +13,7 @@
 
 mod conv;
 mod fastconv;
+mod gemv;
 mod layer;
 mod loss;
 mod network;
