@@ -12,12 +12,6 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// glibc's malloc hands every buffer over 128 KiB (a decoded photo, its ink map) straight back
-/// to the OS and faults it in again, zeroed, on the next request; mimalloc keeps and reuses them.
-/// Measured with bench/load/run.sh (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "digits",
@@ -78,7 +72,20 @@ fn quiet_broken_pipe() {
 #[cfg(not(unix))]
 fn quiet_broken_pipe() {}
 
+/// glibc's malloc hands every freed buffer over 128 KiB (a decoded image, its ink map) straight
+/// back to the OS and faults it in again, zeroed, on the next request. Raising both the mmap and
+/// the trim threshold keeps them in the heap for reuse (bench/load/run.sh, BENCHMARKS.md).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() {
+    keep_freed_memory();
     quiet_broken_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
