@@ -67,7 +67,8 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbaImage, VisionError> {
     l.max_alloc = Some(limits.max_pixels * 16 + (64 << 20));
     r.limits(l);
     let img = r.decode().map_err(|e| VisionError::Decode(e.to_string()))?;
-    Ok(img.to_rgba8())
+    // `into_rgba8` reuses the buffer when the file already is 8-bit RGBA (a browser canvas).
+    Ok(img.into_rgba8())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use crate::resample::area;
 use crate::{Normalized, VisionError, BOX, SIDE};
 use image::RgbaImage;
+use std::ops::Range;
 
 /// Ink contrast (0..1 grey levels) below which an image counts as blank.
 const MIN_CONTRAST: f32 = 0.12;
@@ -278,6 +279,45 @@ impl Region {
     }
 }
 
+/// Pixels looked at together when searching for ink: one vector compare clears 16 of paper.
+const SEARCH_BLOCK: usize = 16;
+
+fn holds_ink(ink: &[f32], mask: Option<&[bool]>, x: usize) -> bool {
+    ink[x] > 0.0 && mask.is_none_or(|m| m[x])
+}
+
+fn any_positive(values: &[f32]) -> bool {
+    values.iter().fold(false, |any, &v| any | (v > 0.0))
+}
+
+/// The first column in `range` of a row that holds ink (and is not masked out).
+fn first_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Option<usize> {
+    let start = range.start;
+    ink[range]
+        .chunks(SEARCH_BLOCK)
+        .enumerate()
+        .filter(|(_, block)| any_positive(block))
+        .find_map(|(b, block)| {
+            let at = start + b * SEARCH_BLOCK;
+            (at..at + block.len()).find(|&x| holds_ink(ink, mask, x))
+        })
+}
+
+/// The last column in `range` of a row that holds ink (and is not masked out).
+fn last_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Option<usize> {
+    let end = range.end;
+    ink[range]
+        .rchunks(SEARCH_BLOCK)
+        .enumerate()
+        .filter(|(_, block)| any_positive(block))
+        .find_map(|(b, block)| {
+            let at = end - b * SEARCH_BLOCK - block.len();
+            (at..at + block.len())
+                .rev()
+                .find(|&x| holds_ink(ink, mask, x))
+        })
+}
+
 impl InkMap {
     /// Composites alpha on white, converts to grey, finds the polarity, removes a smoothly
     /// varying background (uneven lighting) and the noise floor, and scales the ink to 0..1.
@@ -402,11 +442,15 @@ impl InkMap {
     /// The MNIST procedure on one region: crop to the ink, scale the longer side to 20 px with
     /// area averaging, restore full ink strength, centre the mass in 28x28.
     pub fn normalize(&self, r: &Region) -> Result<Normalized, VisionError> {
-        let inked = |y: usize, x: usize| {
-            self.ink[(r.y + y) * self.width + r.x + x] > 0.0
-                && r.mask.as_ref().is_none_or(|m| m[y * r.w + x])
+        let row = |y: usize| {
+            let at = (r.y + y) * self.width + r.x;
+            let mask = r.mask.as_ref().map(|m| &m[y * r.w..(y + 1) * r.w]);
+            (&self.ink[at..at + r.w], mask)
         };
-        let row_inked = |y: &usize| (0..r.w).any(|x| inked(*y, x));
+        let row_inked = |y: &usize| {
+            let (ink, mask) = row(*y);
+            first_inked(ink, mask, 0..r.w).is_some()
+        };
         let Some(y0) = (0..r.h).find(row_inked) else {
             return Err(VisionError::NoInk);
         };
@@ -415,10 +459,11 @@ impl InkMap {
         // canvas costs little more than its inked box.
         let (mut x0, mut x1) = (r.w, 0);
         for y in y0..y1 {
-            if let Some(first) = (0..x0).find(|&x| inked(y, x)) {
+            let (ink, mask) = row(y);
+            if let Some(first) = first_inked(ink, mask, 0..x0) {
                 x0 = first;
             }
-            if let Some(last) = (x1.max(x0)..r.w).rev().find(|&x| inked(y, x)) {
+            if let Some(last) = last_inked(ink, mask, x1.max(x0)..r.w) {
                 x1 = last + 1;
             }
         }
@@ -546,6 +591,34 @@ mod tests {
         let mut speck = canvas(300, 300, [255, 255, 255, 255]);
         bar(&mut speck, 10..11, 10..11, [0, 0, 0, 255]);
         assert_eq!(InkMap::from_rgba(&speck), Err(VisionError::NoInk));
+    }
+
+    #[test]
+    fn ink_search_agrees_with_a_plain_scan() {
+        let w = 53;
+        for seed in 0..200u32 {
+            // A sparse row of ink, and a mask hiding every third or fifth pixel.
+            let ink: Vec<f32> = (0..w as u32)
+                .map(|x| {
+                    if (x * 7 + seed * 13) % 29 < 2 {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask: Vec<bool> = (0..w).map(|x| x % (3 + seed as usize % 3) != 0).collect();
+            for m in [None, Some(&mask[..])] {
+                let (a, b) = ((seed as usize * 3) % w, (seed as usize * 11) % (w + 1));
+                let range = a.min(b)..a.max(b);
+                let plain: Vec<usize> = range
+                    .clone()
+                    .filter(|&x| ink[x] > 0.0 && m.is_none_or(|m| m[x]))
+                    .collect();
+                assert_eq!(first_inked(&ink, m, range.clone()), plain.first().copied());
+                assert_eq!(last_inked(&ink, m, range), plain.last().copied());
+            }
+        }
     }
 
     #[test]
