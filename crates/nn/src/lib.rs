@@ -3,9 +3,10 @@
 //! Why our own: on the reference CNN the Rust frameworks measured here train 2-8x slower than
 //! Keras, losing the time in their convolution paths and per-op allocations (see the README).
 //! This core keeps every activation in NHWC layout so a convolution is one im2col plus one GEMM
-//! (`gemm` crate, AVX-512 kernels), fuses bias and ReLU into the GEMM's output pass, stores the
-//! max-pool argmax instead of searching again, and owns every buffer so a training step
-//! allocates nothing once the first batch has sized them.
+//! (`gemm` crate, AVX-512 kernels) — or, for forward passes on AVX-512, Winograd or a direct
+//! register-blocked kernel with no im2col at all (`fastconv`) — fuses bias and ReLU into the
+//! GEMM's output pass, stores the max-pool argmax instead of searching again, and owns every
+//! buffer so a training step allocates nothing once the first batch has sized them.
 //!
 //! Threads: the batch is split into one contiguous group of images per thread (rayon); each group
 //! runs single-threaded GEMMs on its own scratch, and the per-group weight gradients are summed in
