@@ -94,20 +94,27 @@ pub(crate) fn forward(
         Some(method),
         "unsupported fast convolution"
     );
-    let n = g.output.c;
-    assert!(bias.is_none_or(|b| b.len() >= n));
-    let zeros = [0.0f32; BLOCK];
-    let bias_block = |cb: usize| bias.map_or(&zeros[..], |b| &b[cb..cb + BLOCK]);
-    for (image, y) in x
+    assert!(bias.is_none_or(|b| b.len() >= g.output.c));
+    let images = x
         .chunks_exact(g.input.len())
-        .zip(y.chunks_exact_mut(g.output.len()))
-    {
-        match method {
-            Method::Direct => direct(g, weights, &bias_block, relu, image, scratch, y),
-            Method::Winograd => winograd(g, weights, bias, relu, image, scratch, y),
+        .zip(y.chunks_exact_mut(g.output.len()));
+    match method {
+        Method::Direct => {
+            let taps = direct_taps(g);
+            for (image, y) in images {
+                direct(g, weights, &taps, bias, relu, image, scratch, y);
+            }
+        }
+        Method::Winograd => {
+            for (image, y) in images {
+                winograd(g, weights, bias, relu, image, scratch, y);
+            }
         }
     }
 }
+
+/// Zeros standing in for a missing bias, one block of output channels.
+const NO_BIAS: [f32; BLOCK] = [0.0; BLOCK];
 
 /// Copies `image` into a `rows x cols` canvas at (`pad`, `pad`), zeroing only the margins.
 fn pad_into(g: &ConvGeometry, image: &[f32], rows: usize, cols: usize, canvas: &mut [f32]) {
@@ -130,33 +137,41 @@ fn pad_into(g: &ConvGeometry, image: &[f32], rows: usize, cols: usize, canvas: &
     }
 }
 
-fn direct<'b>(
+/// (input offset, weight offset) of each kernel tap on the zero-padded canvas of `direct`.
+fn direct_taps(g: &ConvGeometry) -> Vec<(usize, usize)> {
+    let (k, cin, n) = (g.kernel, g.input.c, g.output.c);
+    let pw = g.input.w + 2 * g.padding;
+    (0..k * k)
+        .map(|t| (((t / k) * pw + t % k) * cin, t * cin * n))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn direct(
     g: &ConvGeometry,
     w: &[f32],
-    bias_block: &impl Fn(usize) -> &'b [f32],
+    taps: &[(usize, usize)],
+    bias: Option<&[f32]>,
     relu: bool,
     image: &[f32],
     scratch: &mut Vec<f32>,
     y: &mut [f32],
 ) {
-    let (k, cin, n) = (g.kernel, g.input.c, g.output.c);
+    let (cin, n) = (g.input.c, g.output.c);
     let (ph, pw) = (g.input.h + 2 * g.padding, g.input.w + 2 * g.padding);
     if scratch.len() < ph * pw * cin {
         scratch.resize(ph * pw * cin, 0.0);
     }
     pad_into(g, image, ph, pw, scratch);
-    let taps: Vec<(usize, usize)> = (0..k * k)
-        .map(|t| (((t / k) * pw + t % k) * cin, t * cin * n))
-        .collect();
     for oy in 0..g.output.h {
         for cb in (0..n).step_by(BLOCK) {
             let tile = Tile {
-                taps: &taps,
+                taps,
                 depth: cin,
                 stride: cin,
                 w: &w[cb..],
                 n,
-                bias: bias_block(cb),
+                bias: bias.map_or(&NO_BIAS[..], |b| &b[cb..cb + BLOCK]),
                 relu,
             };
             let row = &scratch[oy * pw * cin..];
@@ -224,7 +239,6 @@ fn winograd(
     };
 
     // M[ξ] = V[ξ] U[ξ]: sixteen [tiles x c_in] by [c_in x n] products.
-    let zeros = [0.0f32; BLOCK];
     for xi in 0..16 {
         let vx = &v[xi * tiles * cin..(xi + 1) * tiles * cin];
         let ux = &u[xi * cin * n..(xi + 1) * cin * n];
@@ -236,7 +250,7 @@ fn winograd(
                 stride: cin,
                 w: &ux[cb..],
                 n,
-                bias: &zeros,
+                bias: &NO_BIAS,
                 relu: false,
             };
             tile.row(vx, tiles, &mut mx[cb..]);

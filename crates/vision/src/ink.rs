@@ -222,11 +222,11 @@ fn percentile(values: &[f32], floor: f32, fraction: f32) -> f32 {
             h[bin(v)] += 1;
         }
     };
-    // Runs of 16 values at or below the floor (paper) are skipped after one vector compare;
+    // Blocks of values at or below the floor (paper) are skipped after one vector compare;
     // the values they would have counted (bin BINS) are never read.
-    let (blocks, rest) = values.as_chunks::<16>();
+    let (blocks, rest) = values.as_chunks::<PAPER_BLOCK>();
     for block in blocks {
-        if block.iter().fold(false, |any, &v| any | (v > floor)) {
+        if any_above(block, floor) {
             block.as_chunks::<4>().0.iter().for_each(&mut count);
         }
     }
@@ -279,26 +279,28 @@ impl Region {
     }
 }
 
-/// Pixels looked at together when searching for ink: one vector compare clears 16 of paper.
-const SEARCH_BLOCK: usize = 16;
+/// Values looked at together when skipping paper: one vector compare clears 16 of them.
+const PAPER_BLOCK: usize = 16;
 
 fn holds_ink(ink: &[f32], mask: Option<&[bool]>, x: usize) -> bool {
     ink[x] > 0.0 && mask.is_none_or(|m| m[x])
 }
 
-fn any_positive(values: &[f32]) -> bool {
-    values.iter().fold(false, |any, &v| any | (v > 0.0))
+/// Whether any value exceeds `floor`: one vector compare per block, no early exit to break it.
+#[inline(always)]
+fn any_above(values: &[f32], floor: f32) -> bool {
+    values.iter().fold(false, |any, &v| any | (v > floor))
 }
 
 /// The first column in `range` of a row that holds ink (and is not masked out).
 fn first_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Option<usize> {
     let start = range.start;
     ink[range]
-        .chunks(SEARCH_BLOCK)
+        .chunks(PAPER_BLOCK)
         .enumerate()
-        .filter(|(_, block)| any_positive(block))
+        .filter(|(_, block)| any_above(block, 0.0))
         .find_map(|(b, block)| {
-            let at = start + b * SEARCH_BLOCK;
+            let at = start + b * PAPER_BLOCK;
             (at..at + block.len()).find(|&x| holds_ink(ink, mask, x))
         })
 }
@@ -307,11 +309,11 @@ fn first_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Optio
 fn last_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Option<usize> {
     let end = range.end;
     ink[range]
-        .rchunks(SEARCH_BLOCK)
+        .rchunks(PAPER_BLOCK)
         .enumerate()
-        .filter(|(_, block)| any_positive(block))
+        .filter(|(_, block)| any_above(block, 0.0))
         .find_map(|(b, block)| {
-            let at = end - b * SEARCH_BLOCK - block.len();
+            let at = end - b * PAPER_BLOCK - block.len();
             (at..at + block.len())
                 .rev()
                 .find(|&x| holds_ink(ink, mask, x))
