@@ -6,13 +6,10 @@
 #   bench/peers/setup.sh                       # once: PyTorch into bench/.venv
 #   bench/peers/infer_speed.sh [THREADS] [ROUNDS]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
 threads=${1:-1}
 rounds=${2:-3}
-: "${DIGITS_DATA_DIR:?point DIGITS_DATA_DIR at the MNIST files}"
-py=${PEERS_PYTHON:-bench/.venv/bin/python}
 cores=$(seq -s, 0 $((threads - 1)))
-cargo build --release --quiet
 for r in $(seq "$rounds"); do
   ours=$(taskset -c "$cores" target/release/digits --threads "$threads" bench predict --model cnn --json)
   torch=$(taskset -c "$cores" "$py" bench/peers/torch_infer.py --data-dir "$DIGITS_DATA_DIR" --threads "$threads" --json 2>/dev/null | tail -1)

@@ -6,14 +6,11 @@
 #   bench/peers/setup.sh                       # once: Keras/TensorFlow into bench/.venv
 #   bench/peers/train_speed.sh [THREADS] [BATCHES] [ROUNDS]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
 threads=${1:-1}
 batches=${2:-100}
 rounds=${3:-3}
-: "${DIGITS_DATA_DIR:?point DIGITS_DATA_DIR at the MNIST files}"
-py=${PEERS_PYTHON:-bench/.venv/bin/python}
 cores=$(seq -s, 0 $((threads - 1)))
-cargo build --release --quiet
 for r in $(seq "$rounds"); do
   ours=$(taskset -c "$cores" target/release/digits --threads "$threads" bench train --model cnn-ref --batches "$batches" --json)
   keras=$(taskset -c "$cores" "$py" bench/peers/keras_cnn.py --data-dir "$DIGITS_DATA_DIR" --threads "$threads" --batches "$batches" --json 2>/dev/null | tail -1)

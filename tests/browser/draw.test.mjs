@@ -111,6 +111,8 @@ test("number mode reads several digits", async () => {
   await page.check("#number-mode");
   await draw([...DIGITS[2], ...shifted(DIGITS[0], 170), ...shifted(DIGITS[7], 330)]);
   assert.equal(await answer(), "207");
+  assert.equal(await page.locator("#bars .bar").count(), 3, "a confidence bar per digit read");
+  assert.equal(await page.locator("#normalized").evaluate((c) => c.width), 84, "the three digits the model saw");
   await page.screenshot({ path: path.join(shots, "page-number.png") });
   await page.uncheck("#number-mode");
 });

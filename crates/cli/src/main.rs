@@ -36,6 +36,8 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// Train a model on MNIST.
     Train(model_cmd::TrainArgs),
+    /// Combine trained networks into one ensemble model.
+    Ensemble(model_cmd::EnsembleArgs),
     /// Evaluate a model on the MNIST test set.
     Eval(model_cmd::EvalArgs),
     /// Read the digit (or with --number, the number) in image files.
@@ -113,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Data(cmd) => data_cmd::run(cmd, data_dir()?),
         Command::Train(args) => model_cmd::train(args, data_dir()?),
+        Command::Ensemble(args) => model_cmd::ensemble(args, data_dir()?),
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),

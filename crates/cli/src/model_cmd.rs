@@ -1,20 +1,22 @@
 //! `digits train`, `digits eval` and `digits bench`.
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
-use digits_data::{split::split, DataDir, Digits, PIXELS};
+use clap::{Args, Subcommand, ValueEnum};
+use digits_data::{split::HeldOut, DataDir, Digits, PIXELS};
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
 use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
-use digits_model::{file, shipped, Architecture, Model, SvmModel, SvmSettings};
+use digits_model::{
+    file, shipped, Architecture, EnsembleModel, Model, NeuralModel, SvmModel, SvmSettings,
+};
 use digits_rng::Rng;
 use digits_vision::synth;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn parse_arch(s: &str) -> Result<Architecture, String> {
     Architecture::parse(s)
-        .ok_or_else(|| format!("unknown network '{s}' (choose cnn, cnn-ref or mlp)"))
+        .ok_or_else(|| format!("unknown network '{s}' (choose cnn, cnn-ref, cnn-small or mlp)"))
 }
 
 /// What `digits train` can build.
@@ -28,9 +30,9 @@ impl Kind {
     pub fn parse(s: &str) -> Result<Kind, String> {
         match s {
             "svm" => Ok(Kind::Svm),
-            _ => Architecture::parse(s)
-                .map(Kind::Network)
-                .ok_or_else(|| format!("unknown model '{s}' (choose cnn, cnn-ref, mlp or svm)")),
+            _ => Architecture::parse(s).map(Kind::Network).ok_or_else(|| {
+                format!("unknown model '{s}' (choose cnn, cnn-ref, cnn-small, mlp or svm)")
+            }),
         }
     }
 }
@@ -73,17 +75,36 @@ impl SvmArgs {
     }
 }
 
+/// Recipes that train more than one model.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// Three `cnn`s (seeds SEED, SEED+1, SEED+2) combined into an ensemble: the most accurate
+    /// model, at three times the training and prediction time.
+    Best,
+}
+
+/// Networks in the `best` preset's ensemble.
+const BEST_MEMBERS: u64 = 3;
+
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model: cnn (default), cnn-ref (the peers' reference network), mlp or svm.
+    /// Model: cnn (default), cnn-ref (the peers' reference network), cnn-small (trains in
+    /// seconds), mlp or svm.
     #[arg(long, default_value = "cnn", value_parser = Kind::parse)]
     model: Kind,
+    /// Train a recipe instead of one --model. Each member is saved beside --out as it
+    /// finishes (OUT.member1.safetensors, ...); with --resume, finished members are reused.
+    #[arg(long, value_enum, conflicts_with = "model")]
+    preset: Option<Preset>,
     /// Epochs (default: the architecture's own).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Seed for initialisation, the validation split, shuffling, augmentation and dropout.
+    /// Seed for initialisation, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = digits_data::split::SEED)]
     seed: u64,
+    /// Seed that chooses the validation images; models compared or ensembled must share it.
+    #[arg(long, default_value_t = digits_data::split::SEED)]
+    split_seed: u64,
     /// Where to write the model (a checkpoint goes beside it as PATH.ckpt).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -155,23 +176,33 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         Some(n) => data.train.take(n + args.validation),
         None => data.train,
     };
+    let name = match args.preset {
+        Some(Preset::Best) => "ensemble".to_string(),
+        None => args.model.to_string(),
+    };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{}.safetensors", args.model)));
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}.safetensors")));
     let start = std::time::Instant::now();
-    let mut model = match args.model {
-        Kind::Network(architecture) => {
-            Model::Neural(train_network(&args, architecture, &all, &out)?)
+    let model = match (args.preset, args.model) {
+        (Some(Preset::Best), _) => Model::Ensemble(train_best(&args, &all, &out)?),
+        (None, Kind::Network(architecture)) => {
+            Model::Neural(train_network(&args, architecture, args.seed, &all, &out)?)
         }
-        Kind::Svm => Model::Svm(train_svm(&args, &all)?),
+        (None, Kind::Svm) => Model::Svm(train_svm(&args, &all)?),
     };
-    let seconds = start.elapsed().as_secs_f32();
-    let test = evaluate(&mut model, &data.test);
+    print!("trained in {:.0}s; ", start.elapsed().as_secs_f32());
+    test_and_save(model, &data.test, &out)
+}
+
+/// Records the model's test accuracy (reported, never used to choose) and saves it.
+fn test_and_save(mut model: Model, test: &Digits, out: &Path) -> Result<()> {
+    let test = evaluate(&mut model, test);
     model.set_test_accuracy(test.accuracy);
-    file::save(&model, &out)?;
+    file::save(&model, out)?;
     println!(
-        "trained in {seconds:.0}s; test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
+        "test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
         100.0 * test.accuracy,
         test.errors,
         test.images,
@@ -181,12 +212,88 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
     Ok(())
 }
 
+/// The `best` preset: trains (or with --resume reuses) each member, then combines them.
+fn train_best(args: &TrainArgs, all: &Digits, out: &Path) -> Result<EnsembleModel> {
+    let mut members = Vec::new();
+    for k in 1..=BEST_MEMBERS {
+        let path = out.with_extension(format!("member{k}.safetensors"));
+        let member = if args.resume && path.exists() {
+            println!("reusing member {k} of {BEST_MEMBERS}: {}", path.display());
+            network_file(&path.to_string_lossy())?
+        } else {
+            println!("member {k} of {BEST_MEMBERS}:");
+            let m = train_network(args, Architecture::Cnn, args.seed + k - 1, all, &path)?;
+            file::save(&Model::Neural(m.clone()), &path)?;
+            m
+        };
+        members.push(member);
+    }
+    let split = held_out(args, all).apply(all)?;
+    Ok(EnsembleModel::combine(members, &split.validation)?)
+}
+
+/// A network model named on the command line (an ensemble is built from networks only).
+fn network_file(spec: &str) -> Result<NeuralModel> {
+    match shipped::resolve(spec)? {
+        Model::Neural(m) => Ok(m),
+        other => anyhow::bail!(
+            "{spec} is not a network but an {} model; only networks (cnn, cnn-small, mlp, ...) can be ensembled",
+            other.kind()
+        ),
+    }
+}
+
+#[derive(Args)]
+pub struct EnsembleArgs {
+    /// Trained network files or shipped names (two or more) that held out the same
+    /// validation images (the same --split-seed and --validation when trained).
+    #[arg(required = true, num_args = 2..)]
+    models: Vec<String>,
+    /// Where to write the ensemble.
+    #[arg(long, default_value = "runs/ensemble.safetensors")]
+    out: PathBuf,
+}
+
+/// `digits ensemble`: combines trained networks and calibrates them on their validation split.
+pub fn ensemble(args: EnsembleArgs, dir: DataDir) -> Result<()> {
+    let members = args
+        .models
+        .iter()
+        .map(|spec| network_file(spec))
+        .collect::<Result<Vec<_>>>()?;
+    let data = dir.load()?;
+    let split = members[0].meta.held_out.apply(&data.train)?;
+    let model = EnsembleModel::combine(members, &split.validation)?;
+    print!(
+        "{} members{}; validation accuracy {:.2}%, loss {:.4}; ",
+        model.members.len(),
+        if model.meta.shifted_views {
+            ", each also reading the image moved one pixel four ways"
+        } else {
+            ""
+        },
+        100.0 * model.meta.validation_accuracy.unwrap_or(0.0),
+        model.meta.validation_loss.unwrap_or(0.0)
+    );
+    test_and_save(Model::Ensemble(model), &data.test, &args.out)
+}
+
+/// The validation images the arguments hold out of `all` (the training images, after --limit).
+fn held_out(args: &TrainArgs, all: &Digits) -> HeldOut {
+    HeldOut {
+        seed: args.split_seed,
+        images: args.validation,
+        pool: all.len(),
+    }
+}
+
 fn train_network(
     args: &TrainArgs,
     architecture: Architecture,
+    seed: u64,
     all: &Digits,
-    out: &std::path::Path,
-) -> Result<digits_model::NeuralModel> {
+    out: &Path,
+) -> Result<NeuralModel> {
     let ckpt = PathBuf::from(format!("{}.ckpt", out.display()));
     let mut trainer = if args.resume && ckpt.exists() {
         let t = Trainer::resume(&ckpt)?;
@@ -211,18 +318,21 @@ fn train_network(
         if let Some(n) = args.touching_negatives {
             config.touching_negatives = n;
         }
-        Trainer::new(architecture, config, args.seed)
+        let mut t = Trainer::new(architecture, config, seed);
+        t.model.meta.held_out = held_out(args, all);
+        t
     };
     if let Some(e) = args.epochs {
         trainer.model.meta.training.epochs = e;
     }
-    let seed = trainer.model.meta.seed;
-    let mut split = split(all, args.validation, seed)?;
+    let mut split = held_out(args, all).apply(all)?;
     let negatives = trainer.model.meta.training.touching_negatives;
     if negatives > 0 {
-        split
-            .train
-            .extend(&touching_negatives(&split.train, negatives, seed));
+        split.train.extend(&touching_negatives(
+            &split.train,
+            negatives,
+            trainer.model.meta.seed,
+        ));
         println!("added {negatives} images of touching digit pairs labelled 'none'");
     }
     println!(
@@ -243,7 +353,7 @@ fn train_network(
 }
 
 fn train_svm(args: &TrainArgs, all: &Digits) -> Result<SvmModel> {
-    let split = split(all, args.validation, args.seed)?;
+    let split = held_out(args, all).apply(all)?;
     let settings = args.svm.settings(args.seed);
     println!(
         "training svm (C {}, gamma {}, {} principal components, deskew {}) on {} images, validating on {}, {} threads",
@@ -281,7 +391,7 @@ fn train_svm(args: &TrainArgs, all: &Digits) -> Result<SvmModel> {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A model file, or the name of a shipped model (cnn, mlp, svm).
+    /// A model file, or the name of a shipped model (cnn, ensemble, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Print one JSON object instead of a table.

@@ -19,7 +19,7 @@ pub struct PredictArgs {
     /// Image files, folders of images, or - for standard input.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// A model file, or the name of a shipped model (cnn, mlp, svm).
+    /// A model file, or the name of a shipped model (cnn, ensemble, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// One JSON object per line.
@@ -210,7 +210,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct RealworldArgs {
-    /// A model file, or the name of a shipped model (cnn, mlp, svm).
+    /// A model file, or the name of a shipped model (cnn, ensemble, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Test digits redrawn per style.

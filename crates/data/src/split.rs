@@ -76,6 +76,37 @@ pub struct Split {
 pub const VALIDATION: usize = 5000;
 pub const SEED: u64 = 1;
 
+/// Images in the full MNIST training set.
+pub const TRAINING_IMAGES: usize = 60_000;
+
+/// Which training images a model held out for validation: `images` of the first `pool`
+/// training images, chosen by a shuffle seeded with `seed`. Model files record it, so models
+/// that are combined can be checked to have held out the same images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldOut {
+    pub seed: u64,
+    pub images: usize,
+    pub pool: usize,
+}
+
+impl Default for HeldOut {
+    /// The split every shipped model was trained with.
+    fn default() -> Self {
+        HeldOut {
+            seed: SEED,
+            images: VALIDATION,
+            pool: TRAINING_IMAGES,
+        }
+    }
+}
+
+impl HeldOut {
+    /// Splits the MNIST training set the way this records.
+    pub fn apply(&self, train: &Digits) -> Result<Split> {
+        split(&train.take(self.pool), self.images, self.seed)
+    }
+}
+
 /// Holds out `validation` images chosen by a seeded shuffle; the same seed gives the same split.
 pub fn split(all: &Digits, validation: usize, seed: u64) -> Result<Split> {
     if validation >= all.len() {

@@ -12,17 +12,25 @@ pub enum Architecture {
     Cnn,
     /// Exactly the peers' Keras/PyTorch tutorial model, for like-for-like timing.
     CnnRef,
+    /// Three narrow conv blocks (16-32-64) with batch norm: trains to 99.2% in seconds.
+    CnnSmall,
     /// A two-hidden-layer perceptron.
     Mlp,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 3] = [Architecture::Cnn, Architecture::CnnRef, Architecture::Mlp];
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Cnn,
+        Architecture::CnnRef,
+        Architecture::CnnSmall,
+        Architecture::Mlp,
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::Cnn => "cnn",
             Architecture::CnnRef => "cnn-ref",
+            Architecture::CnnSmall => "cnn-small",
             Architecture::Mlp => "mlp",
         }
     }
@@ -46,38 +54,34 @@ impl Architecture {
         };
         let dense = |units, relu| LayerSpec::Dense { units, relu };
         let drop = |rate| LayerSpec::Dropout { rate };
-        let pool = LayerSpec::MaxPool2d { size: 2 };
+        let pool = || LayerSpec::MaxPool2d { size: 2 };
+        // A padded 3x3 convolution, batch norm (which makes a bias redundant), ReLU.
+        let block = |filters| [conv(filters, 1, false, false), bn(), LayerSpec::Relu];
         match self {
-            Architecture::Cnn => vec![
-                conv(32, 1, false, false),
-                bn(),
-                LayerSpec::Relu,
-                conv(32, 1, false, false),
-                bn(),
-                LayerSpec::Relu,
-                pool.clone(),
-                conv(64, 1, false, false),
-                bn(),
-                LayerSpec::Relu,
-                conv(64, 1, false, false),
-                bn(),
-                LayerSpec::Relu,
-                pool,
-                dense(128, false),
-                bn(),
-                LayerSpec::Relu,
-                drop(0.3),
-                dense(10, false),
-            ],
+            Architecture::Cnn => [
+                &block(32)[..],
+                &block(32),
+                &[pool()],
+                &block(64),
+                &block(64),
+                &[pool(), dense(128, false), bn(), LayerSpec::Relu, drop(0.3)],
+                &[dense(10, false)],
+            ]
+            .concat(),
             Architecture::CnnRef => vec![
                 conv(32, 0, true, true),
                 conv(64, 0, true, true),
-                pool,
+                pool(),
                 drop(0.25),
                 dense(128, true),
                 drop(0.5),
                 dense(10, false),
             ],
+            Architecture::CnnSmall => [16, 32, 64]
+                .into_iter()
+                .flat_map(|f| block(f).into_iter().chain([pool()]))
+                .chain([dense(10, false)])
+                .collect(),
             Architecture::Mlp => vec![
                 dense(512, true),
                 drop(0.2),
@@ -91,20 +95,7 @@ impl Architecture {
     /// Training defaults, chosen on the validation split (never the test set).
     pub fn default_training(&self) -> TrainConfig {
         match self {
-            Architecture::Cnn => TrainConfig {
-                epochs: 15,
-                batch_size: 128,
-                learning_rate: 3e-3,
-                optimizer: OptimizerConfig::adamw(1e-4),
-                schedule: Schedule::OneCycle {
-                    warmup: 0.2,
-                    div: 10.0,
-                    final_div: 1000.0,
-                },
-                label_smoothing: 0.0,
-                augment: Some(Augment::default()),
-                touching_negatives: 0,
-            },
+            Architecture::Cnn => one_cycle(15, 3e-3, 1000.0, Some(Augment::default())),
             // Keras' defaults for the tutorial model: Adam at 1e-3, no schedule, no augmentation.
             Architecture::CnnRef => TrainConfig {
                 epochs: 1,
@@ -116,25 +107,38 @@ impl Architecture {
                 augment: None,
                 touching_negatives: 0,
             },
-            Architecture::Mlp => TrainConfig {
-                epochs: 30,
-                batch_size: 128,
-                learning_rate: 2e-3,
-                optimizer: OptimizerConfig::adamw(1e-4),
-                schedule: Schedule::OneCycle {
-                    warmup: 0.2,
-                    div: 10.0,
-                    final_div: 1000.0,
-                },
-                label_smoothing: 0.0,
-                augment: Some(Augment {
+            // Two epochs: validation accuracy 99.18%, against 99.14% after three (BENCHMARKS.md).
+            Architecture::CnnSmall => one_cycle(2, 1e-2, 100.0, None),
+            Architecture::Mlp => one_cycle(
+                30,
+                2e-3,
+                1000.0,
+                Some(Augment {
                     rotation_deg: 8.0,
                     scale: 0.08,
                     shift: 1.5,
                 }),
-                touching_negatives: 0,
-            },
+            ),
         }
+    }
+}
+
+/// Our usual recipe: AdamW (weight decay 1e-4) on batches of 128, the learning rate rising to
+/// its peak over the first 20% of the steps and annealing to `peak / final_div`.
+fn one_cycle(epochs: usize, peak: f32, final_div: f32, augment: Option<Augment>) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 128,
+        learning_rate: peak,
+        optimizer: OptimizerConfig::adamw(1e-4),
+        schedule: Schedule::OneCycle {
+            warmup: 0.2,
+            div: 10.0,
+            final_div,
+        },
+        label_smoothing: 0.0,
+        augment,
+        touching_negatives: 0,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Model files and training checkpoints: safetensors (so Python users can open the weights)
 //! with our metadata in the header, a SHA-256 over every tensor, written atomically.
 
-use crate::model::{Model, ModelMeta, NeuralModel, INPUT};
+use crate::ensemble::{EnsembleMeta, EnsembleModel};
+use crate::model::{Classify, Model, ModelMeta, NeuralModel, INPUT};
 use crate::svm::{SvmMeta, SvmModel};
 use digits_data::PIXELS;
 use digits_nn::{Network, Optimizer};
@@ -23,6 +24,7 @@ const KEY_SHA: &str = "digits.sha256";
 /// The kinds of file, stored under `digits.kind`.
 const KIND_NETWORK: &str = "model";
 const KIND_SVM: &str = "svm";
+const KIND_ENSEMBLE: &str = "ensemble";
 const KIND_CHECKPOINT: &str = "checkpoint";
 /// Model files are a few MB; anything this large is not one of ours.
 const MAX_FILE: u64 = 1 << 30;
@@ -37,6 +39,8 @@ pub enum ModelError {
     },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
+    #[error("cannot build an ensemble: {0}")]
+    Ensemble(String),
 }
 
 impl ModelError {
@@ -237,39 +241,43 @@ fn parse_json<T: DeserializeOwned>(
         .map_err(|e| ModelError::invalid(path, format!("header entry {key} is invalid: {e}")))
 }
 
-fn network_tensors(net: &Network) -> Vec<Tensor> {
+/// The network's parameters as tensors named `{prefix}{parameter}`.
+fn network_tensors(net: &Network, prefix: &str) -> Vec<Tensor> {
     net.params()
-        .map(|p| tensor(&p.name, p.shape.clone(), &p.value))
+        .map(|p| tensor(&format!("{prefix}{}", p.name), p.shape.clone(), &p.value))
         .collect()
 }
 
-/// Rebuilds the network the metadata describes and fills in its parameters, checking that the
-/// file holds exactly the expected tensors with the expected shapes and finite values.
+/// Rebuilds the network the metadata describes and fills in its parameters from the tensors
+/// named `{prefix}{parameter}`, checking that each is present with the expected shape and
+/// finite values.
 fn restore_network(
     path: &Path,
     meta: &ModelMeta,
     tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>,
+    prefix: &str,
 ) -> Result<Network> {
     let mut net = Network::new(INPUT, &meta.layers, meta.seed).map_err(|e| {
         ModelError::invalid(path, format!("the stored architecture is invalid: {e}"))
     })?;
     for p in net.params_mut() {
+        let name = format!("{prefix}{}", p.name);
         let (shape, values) = tensors
-            .remove(&p.name)
-            .ok_or_else(|| ModelError::invalid(path, format!("tensor {} is missing", p.name)))?;
+            .remove(&name)
+            .ok_or_else(|| ModelError::invalid(path, format!("tensor {name} is missing")))?;
         if shape != p.shape {
             return Err(ModelError::invalid(
                 path,
                 format!(
-                    "tensor {} has shape {shape:?}, the architecture needs {:?}",
-                    p.name, p.shape
+                    "tensor {name} has shape {shape:?}, the architecture needs {:?}",
+                    p.shape
                 ),
             ));
         }
         if values.iter().any(|v| !v.is_finite()) {
             return Err(ModelError::invalid(
                 path,
-                format!("tensor {} holds NaN or infinite values", p.name),
+                format!("tensor {name} holds NaN or infinite values"),
             ));
         }
         p.value = values;
@@ -277,15 +285,45 @@ fn restore_network(
     Ok(net)
 }
 
+/// An ensemble's metadata: its own and each member's, in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EnsembleFile {
+    ensemble: EnsembleMeta,
+    members: Vec<ModelMeta>,
+}
+
+fn member_prefix(i: usize) -> String {
+    format!("member{i}.")
+}
+
 /// Saves a trained model.
 pub fn save(model: &Model, path: &Path) -> Result<()> {
     match model {
-        Model::Neural(m) => write_file(path, KIND_NETWORK, &m.meta, None, &network_tensors(&m.net)),
+        Model::Neural(m) => write_file(
+            path,
+            KIND_NETWORK,
+            &m.meta,
+            None,
+            &network_tensors(&m.net, ""),
+        ),
         Model::Svm(m) => write_file(path, KIND_SVM, &m.meta, None, &svm_tensors(m)),
+        Model::Ensemble(e) => {
+            let meta = EnsembleFile {
+                ensemble: e.meta.clone(),
+                members: e.members.iter().map(|m| m.meta.clone()).collect(),
+            };
+            let tensors: Vec<Tensor> = e
+                .members
+                .iter()
+                .enumerate()
+                .flat_map(|(i, m)| network_tensors(&m.net, &member_prefix(i)))
+                .collect();
+            write_file(path, KIND_ENSEMBLE, &meta, None, &tensors)
+        }
     }
 }
 
-const MODEL_KINDS: [&str; 2] = [KIND_NETWORK, KIND_SVM];
+const MODEL_KINDS: [&str; 3] = [KIND_NETWORK, KIND_SVM, KIND_ENSEMBLE];
 
 /// Loads and verifies a model file.
 pub fn load(path: &Path) -> Result<Model> {
@@ -298,26 +336,54 @@ pub fn load_bytes(origin: &Path, bytes: &[u8]) -> Result<Model> {
 }
 
 fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
-    let (model, temperature) = if loaded.kind == KIND_SVM {
-        let m = svm_from(path, &loaded.header, &mut loaded.tensors)?;
-        let t = m.meta.temperature;
-        (Model::Svm(m), t)
-    } else {
-        let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
-        let net = restore_network(path, &meta, &mut loaded.tensors)?;
-        let t = meta.temperature;
-        (Model::Neural(NeuralModel { meta, net }), t)
+    let tensors = &mut loaded.tensors;
+    let model = match loaded.kind.as_str() {
+        KIND_SVM => Model::Svm(svm_from(path, &loaded.header, tensors)?),
+        KIND_ENSEMBLE => {
+            let file: EnsembleFile = parse_json(path, &loaded.header, KEY_META)?;
+            if file.members.len() < 2 {
+                return Err(ModelError::invalid(
+                    path,
+                    format!(
+                        "an ensemble needs at least two members, this one has {}",
+                        file.members.len()
+                    ),
+                ));
+            }
+            let members = file
+                .members
+                .into_iter()
+                .enumerate()
+                .map(|(i, meta)| {
+                    let net = restore_network(path, &meta, tensors, &member_prefix(i))?;
+                    Ok(NeuralModel { meta, net })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Model::Ensemble(EnsembleModel {
+                meta: file.ensemble,
+                members,
+            })
+        }
+        _ => {
+            let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
+            let net = restore_network(path, &meta, tensors, "")?;
+            Model::Neural(NeuralModel { meta, net })
+        }
     };
-    if let Some(extra) = loaded.tensors.keys().next() {
+    if let Some(extra) = tensors.keys().next() {
         return Err(ModelError::invalid(
             path,
             format!("unexpected tensor {extra}"),
         ));
     }
-    if !(temperature.is_finite() && temperature > 0.0) {
+    let mut temperatures = vec![model.temperature()];
+    if let Model::Ensemble(e) = &model {
+        temperatures.extend(e.members.iter().map(|m| m.meta.temperature));
+    }
+    if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
         return Err(ModelError::invalid(
             path,
-            format!("temperature {temperature} is not a positive number"),
+            format!("temperature {t} is not a positive number"),
         ));
     }
     Ok(model)
@@ -393,7 +459,7 @@ pub fn save_checkpoint(
     optimizer: &Optimizer,
     state: &impl Serialize,
 ) -> Result<()> {
-    let mut tensors = network_tensors(&model.net);
+    let mut tensors = network_tensors(&model.net, "");
     for (i, s) in optimizer.state.iter().enumerate() {
         tensors.push(tensor(&format!("optimizer.{i}"), vec![s.len()], s));
     }
@@ -411,7 +477,7 @@ pub fn save_checkpoint(
 pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(NeuralModel, Optimizer, S)> {
     let mut loaded = read_file(path, "checkpoint", &[KIND_CHECKPOINT])?;
     let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
-    let net = restore_network(path, &meta, &mut loaded.tensors)?;
+    let net = restore_network(path, &meta, &mut loaded.tensors, "")?;
     #[derive(serde::Deserialize)]
     struct State<S> {
         optimizer_steps: u64,
@@ -458,6 +524,59 @@ mod tests {
         let a: Vec<f32> = m.net.params().flat_map(|p| p.value.clone()).collect();
         let b: Vec<f32> = back.net.params().flat_map(|p| p.value.clone()).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn ensemble_round_trips_and_damaged_ensembles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.safetensors");
+        let mut second = small_network();
+        second.meta.seed = 4;
+        second.meta.temperature = 0.7;
+        let mut e = EnsembleModel::new(vec![small_network(), second], true);
+        e.meta.temperature = 1.2;
+        e.meta.validation_accuracy = Some(0.5);
+        save(&Model::Ensemble(e.clone()), &p).unwrap();
+        let Model::Ensemble(back) = load(&p).unwrap() else {
+            panic!("an ensemble came back as something else")
+        };
+        assert_eq!(back.meta, e.meta);
+        for (a, b) in back.members.iter().zip(&e.members) {
+            assert_eq!(a.meta, b.meta);
+            assert!(a
+                .net
+                .params()
+                .zip(b.net.params())
+                .all(|(x, y)| x.value == y.value));
+        }
+
+        let meta = EnsembleFile {
+            ensemble: e.meta.clone(),
+            members: e.members.iter().map(|m| m.meta.clone()).collect(),
+        };
+        let mut tensors: Vec<Tensor> = e
+            .members
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| network_tensors(&m.net, &member_prefix(i)))
+            .collect();
+        let dropped = tensors.pop().unwrap().name;
+        write_file(&p, KIND_ENSEMBLE, &meta, None, &tensors).unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(err.contains(&format!("{dropped} is missing")), "{err}");
+
+        let mut one = meta;
+        one.members.truncate(1);
+        write_file(
+            &p,
+            KIND_ENSEMBLE,
+            &one,
+            None,
+            &network_tensors(&e.members[0].net, "member0."),
+        )
+        .unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(err.contains("at least two members"), "{err}");
     }
 
     #[test]

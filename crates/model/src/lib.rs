@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod ensemble;
 pub mod eval;
 pub mod file;
 pub mod model;
@@ -12,6 +13,7 @@ pub mod svm;
 pub mod train;
 
 pub use arch::{Architecture, TrainConfig};
+pub use ensemble::{EnsembleMeta, EnsembleModel};
 pub use file::ModelError;
 pub use model::{Classify, Model, ModelMeta, NeuralModel, Prediction};
 pub use svm::{SvmModel, SvmSettings};

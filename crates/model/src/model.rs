@@ -2,8 +2,10 @@
 //! metadata, or the SVM; [`Model`] is either, and every front end works with it.
 
 use crate::arch::{Architecture, TrainConfig};
+use crate::ensemble::EnsembleModel;
 use crate::svm::SvmModel;
 use crate::train::EpochStats;
+use digits_data::split::HeldOut;
 use digits_data::{PIXELS, SIDE};
 use digits_nn::{softmax_in_place, Network, Shape};
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,10 @@ pub struct ModelMeta {
     pub preprocessing: String,
     pub training: TrainConfig,
     pub seed: u64,
+    /// The training images held out for validation (files from before it was recorded all
+    /// used the default); models are only ensembled when they held out the same ones.
+    #[serde(default)]
+    pub held_out: HeldOut,
     pub epochs_trained: usize,
     pub validation_accuracy: Option<f32>,
     /// Measured on the MNIST test set after training; never used to choose anything.
@@ -43,6 +49,7 @@ impl ModelMeta {
             preprocessing: "mnist-28x28-unit".to_string(),
             training,
             seed,
+            held_out: HeldOut::default(),
             epochs_trained: 0,
             validation_accuracy: None,
             test_accuracy: None,
@@ -155,14 +162,16 @@ impl Classify for NeuralModel {
 pub enum Model {
     Neural(NeuralModel),
     Svm(SvmModel),
+    Ensemble(EnsembleModel),
 }
 
 impl Model {
-    /// The kind of model: `cnn`, `cnn-ref`, `mlp` or `svm`.
+    /// The kind of model: `cnn`, `cnn-ref`, `mlp`, `svm` or `ensemble`.
     pub fn kind(&self) -> &'static str {
         match self {
             Model::Neural(m) => m.architecture().name(),
             Model::Svm(_) => "svm",
+            Model::Ensemble(_) => "ensemble",
         }
     }
 
@@ -171,6 +180,7 @@ impl Model {
         match self {
             Model::Neural(m) => m.net.parameter_count(),
             Model::Svm(m) => m.parameter_count(),
+            Model::Ensemble(m) => m.parameter_count(),
         }
     }
 
@@ -179,23 +189,30 @@ impl Model {
         match self {
             Model::Neural(m) => m.meta.test_accuracy,
             Model::Svm(m) => m.meta.test_accuracy,
+            Model::Ensemble(m) => m.meta.test_accuracy,
         }
     }
 
-    /// Seconds spent training (the epochs, or the SVM's whole fit), when recorded.
+    /// Seconds spent training (the epochs, the SVM's whole fit, or every member's epochs),
+    /// when recorded.
     pub fn training_seconds(&self) -> Option<f32> {
+        fn epochs(m: &NeuralModel) -> Option<f32> {
+            let h = &m.meta.history;
+            (!h.is_empty()).then(|| h.iter().map(|e| e.seconds).sum())
+        }
         match self {
-            Model::Neural(m) if m.meta.history.is_empty() => None,
-            Model::Neural(m) => Some(m.meta.history.iter().map(|e| e.seconds).sum()),
+            Model::Neural(m) => epochs(m),
             Model::Svm(m) => Some(m.meta.training_seconds),
+            Model::Ensemble(m) => m.members.iter().map(epochs).sum(),
         }
     }
 
-    /// Per-epoch learning curve (empty for the SVM, which has no epochs).
+    /// Per-epoch learning curve (empty for the SVM, which has no epochs, and for an ensemble,
+    /// whose members each have their own).
     pub fn history(&self) -> &[EpochStats] {
         match self {
             Model::Neural(m) => &m.meta.history,
-            Model::Svm(_) => &[],
+            Model::Svm(_) | Model::Ensemble(_) => &[],
         }
     }
 
@@ -203,6 +220,7 @@ impl Model {
         match self {
             Model::Neural(m) => m.meta.test_accuracy = Some(accuracy),
             Model::Svm(m) => m.meta.test_accuracy = Some(accuracy),
+            Model::Ensemble(m) => m.meta.test_accuracy = Some(accuracy),
         }
     }
 }
@@ -212,6 +230,7 @@ impl Classify for Model {
         match self {
             Model::Neural(m) => m.logits(images),
             Model::Svm(m) => m.logits(images),
+            Model::Ensemble(m) => m.logits(images),
         }
     }
 
@@ -219,6 +238,7 @@ impl Classify for Model {
         match self {
             Model::Neural(m) => m.temperature(),
             Model::Svm(m) => m.temperature(),
+            Model::Ensemble(m) => m.temperature(),
         }
     }
 }

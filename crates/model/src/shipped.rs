@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 const CNN: &[u8] = include_bytes!("../../../models/cnn.safetensors");
 const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
 const SVM: &[u8] = include_bytes!("../../../models/svm.safetensors");
+const ENSEMBLE: &[u8] = include_bytes!("../../../models/ensemble.safetensors");
 
 /// Names accepted wherever a model is chosen, besides a path to a file.
-pub const NAMES: [&str; 3] = ["cnn", "mlp", "svm"];
+pub const NAMES: [&str; 4] = ["cnn", "ensemble", "mlp", "svm"];
 
 /// The shipped model called `name`, if there is one.
 pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
@@ -18,6 +19,7 @@ pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
         "cnn" => CNN,
         "mlp" => MLP,
         "svm" => SVM,
+        "ensemble" => ENSEMBLE,
         _ => return None,
     };
     Some(file::load_bytes(
@@ -41,4 +43,24 @@ pub fn resolve(spec: &str) -> Result<Model, ModelError> {
             ),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_networks_match_the_architectures_they_name() {
+        for name in NAMES {
+            let networks = match by_name(name).unwrap().unwrap() {
+                Model::Neural(m) => vec![m],
+                Model::Ensemble(e) => e.members,
+                Model::Svm(_) => continue,
+            };
+            for m in networks {
+                assert_eq!(m.meta.layers, m.architecture().layers(), "{name}");
+                assert_eq!(m.meta.held_out, Default::default(), "{name}");
+            }
+        }
+    }
 }

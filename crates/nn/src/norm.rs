@@ -16,16 +16,17 @@ fn parts_per_task(part: usize) -> usize {
     TASK_MIN.div_ceil(part)
 }
 
-/// Per-channel sums of `f(row_of_a, row_of_b)` terms over all rows, as two f64 vectors; each
-/// part of [`ROWS_PER_PART`] rows is summed in f32 into `parts` (reused scratch), the parts in
-/// f64, in order.
+/// Per-channel sums of `f(a, b, p, q)` terms over all rows, as two f64 vectors, where `a` and
+/// `b` are a row's values and `p` and `q` per-channel constants; each part of
+/// [`ROWS_PER_PART`] rows is summed in f32 into `parts` (reused scratch), the parts in f64, in
+/// order. The channel loop is written with iterators only, so it compiles to vector code.
 fn channel_sums(
-    a: &[f32],
-    b: &[f32],
-    c: usize,
+    (a, b): (&[f32], &[f32]),
+    (p, q): (&[f32], &[f32]),
     parts: &mut Vec<f32>,
-    f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync,
+    f: impl Fn(f32, f32, f32, f32) -> (f32, f32) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
+    let c = p.len();
     let n = a.len().div_ceil(ROWS_PER_PART * c);
     parts.resize(n * 2 * c, 0.0);
     parts
@@ -40,10 +41,14 @@ fn channel_sums(
             s1.fill(0.0);
             s2.fill(0.0);
             for (ra, rb) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
-                for ch in 0..c {
-                    let (u, v) = f(ch, ra[ch], rb[ch]);
-                    s1[ch] += u;
-                    s2[ch] += v;
+                for ((s1, s2), ((&a, &b), (&p, &q))) in s1
+                    .iter_mut()
+                    .zip(s2.iter_mut())
+                    .zip(ra.iter().zip(rb).zip(p.iter().zip(q)))
+                {
+                    let (u, v) = f(a, b, p, q);
+                    *s1 += u;
+                    *s2 += v;
                 }
             }
         });
@@ -98,7 +103,12 @@ impl BatchNorm {
         let rows = batch * self.shape.h * self.shape.w;
         if mode == Mode::Train {
             let x = &x[..rows * c];
-            let (sum, sq) = channel_sums(x, x, c, &mut self.parts, |_, v, _| (v, v * v));
+            let (sum, sq) = channel_sums(
+                (x, x),
+                (&self.mean, &self.inv_std),
+                &mut self.parts,
+                |v, _, _, _| (v, v * v),
+            );
             let m = rows as f64;
             for ch in 0..c {
                 let mean = sum[ch] / m;
@@ -143,11 +153,10 @@ impl BatchNorm {
         let rows = batch * self.shape.h * self.shape.w;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
         let (sum_dy, sum_dy_xhat) = channel_sums(
-            &dy[..rows * c],
-            &x[..rows * c],
-            c,
+            (&dy[..rows * c], &x[..rows * c]),
+            (mean, inv_std),
             &mut self.parts,
-            |ch, d, x| (d, d * (x - mean[ch]) * inv_std[ch]),
+            |d, x, mean, inv_std| (d, d * (x - mean) * inv_std),
         );
         let sum_dy: Vec<f32> = sum_dy.into_iter().map(|v| v as f32).collect();
         let sum_dy_xhat: Vec<f32> = sum_dy_xhat.into_iter().map(|v| v as f32).collect();
@@ -173,8 +182,12 @@ impl BatchNorm {
                         .zip(dy.chunks_exact(c))
                         .zip(x.chunks_exact(c))
                     {
-                        for ch in 0..c {
-                            dxr[ch] = k[ch] * (dr[ch] - a[ch] - (xr[ch] - mean[ch]) * b[ch]);
+                        for ((dx, (&d, &x)), ((&k, &a), (&b, &mean))) in dxr
+                            .iter_mut()
+                            .zip(dr.iter().zip(xr))
+                            .zip(k.iter().zip(a.iter()).zip(b.iter().zip(mean.iter())))
+                        {
+                            *dx = k * (d - a - (x - mean) * b);
                         }
                     }
                 });

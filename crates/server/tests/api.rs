@@ -245,7 +245,7 @@ async fn models_health_metrics_page_and_openapi() {
         .iter()
         .map(|m| m["architecture"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["cnn", "mlp", "svm"]);
+    assert_eq!(kinds, ["cnn", "ensemble", "mlp", "svm"]);
 
     let (s, b) = get(&app, "/healthz").await;
     assert_eq!(
