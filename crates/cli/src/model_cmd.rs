@@ -79,7 +79,8 @@ impl SvmArgs {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Preset {
     /// Three `cnn`s (seeds SEED, SEED+1, SEED+2) combined into an ensemble: the most accurate
-    /// model, at three times the training and prediction time.
+    /// model, at three times the training time and three (or with shifted views fifteen) times
+    /// the prediction time.
     Best,
 }
 
