@@ -230,7 +230,7 @@ fn train_best(args: &TrainArgs, all: &Digits, out: &Path) -> Result<EnsembleMode
         members.push(member);
     }
     let split = held_out(args, all).apply(all)?;
-    Ok(EnsembleModel::combine(members, &split.validation)?)
+    combine(members, &split.validation)
 }
 
 /// A network model named on the command line (an ensemble is built from networks only).
@@ -264,7 +264,13 @@ pub fn ensemble(args: EnsembleArgs, dir: DataDir) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data = dir.load()?;
     let split = members[0].meta.held_out.apply(&data.train)?;
-    let model = EnsembleModel::combine(members, &split.validation)?;
+    let model = combine(members, &split.validation)?;
+    test_and_save(Model::Ensemble(model), &data.test, &args.out)
+}
+
+/// Combines the members and says how the ensemble reads and scores on validation.
+fn combine(members: Vec<NeuralModel>, validation: &Digits) -> Result<EnsembleModel> {
+    let model = EnsembleModel::combine(members, validation)?;
     print!(
         "{} members{}; validation accuracy {:.2}%, loss {:.4}; ",
         model.members.len(),
@@ -276,7 +282,7 @@ pub fn ensemble(args: EnsembleArgs, dir: DataDir) -> Result<()> {
         100.0 * model.meta.validation_accuracy.unwrap_or(0.0),
         model.meta.validation_loss.unwrap_or(0.0)
     );
-    test_and_save(Model::Ensemble(model), &data.test, &args.out)
+    Ok(model)
 }
 
 /// The validation images the arguments hold out of `all` (the training images, after --limit).
