@@ -279,6 +279,65 @@ impl Region {
     }
 }
 
+/// Grey levels within which paper counts as perfectly even.
+const FLAT_TOLERANCE: f32 = 1.0 / 255.0;
+
+/// The paper's level when it is perfectly even (a canvas or a scan: the whole border and at
+/// least half the image within [`FLAT_TOLERANCE`] of one value), so there is no lighting to
+/// model. Fitting the surface costs more than half of the ink map on a 280x280 canvas and
+/// would find this same constant.
+#[inline(always)]
+fn flat_paper(grey: &[f32], border: &[f32]) -> Option<f32> {
+    let level = border.iter().copied().fold(f32::NAN, f32::max);
+    let even = |g: f32| (g - level).abs() <= FLAT_TOLERANCE;
+    if !border.iter().all(|&g| even(g)) {
+        return None;
+    }
+    let paper: usize = grey.iter().map(|&g| usize::from(even(g))).sum();
+    (paper * 2 >= grey.len()).then_some(level)
+}
+
+/// The paper's brightness as a quadratic surface, fitted on a thumbnail: first to every pixel,
+/// then again to the pixels that the previous fit says are paper (not much darker than it).
+#[inline(always)]
+fn fit_paper(grey: &[f32], width: usize, height: usize) -> Result<[f64; 6], VisionError> {
+    let scale = (width.max(height) as f32 / THUMB as f32).max(1.0);
+    let (tw, th) = (
+        ((width as f32 / scale).round() as usize).max(1),
+        ((height as f32 / scale).round() as usize).max(1),
+    );
+    let thumb = area(grey, width, height, tw, th);
+    let mut kept = vec![true; thumb.len()];
+    let mut coef = fit_quadratic(&thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
+    for _ in 0..3 {
+        let depth: Vec<f32> = thumb
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
+                eval_quadratic(&coef, x, y) - v
+            })
+            .collect();
+        let mut kept_depth = Vec::with_capacity(depth.len());
+        for (&d, &k) in depth.iter().zip(&kept) {
+            if k {
+                kept_depth.push(d);
+            }
+        }
+        let cut = (percentile(&kept_depth, -1.0, 0.98) * 0.3).max(0.03);
+        let mut left = 0;
+        for (k, &d) in kept.iter_mut().zip(&depth) {
+            *k = *k && d < cut;
+            left += usize::from(*k);
+        }
+        if left < 6 {
+            break;
+        }
+        coef = fit_quadratic(&thumb, tw, th, &kept).unwrap_or(coef);
+    }
+    Ok(coef)
+}
+
 /// Values looked at together when skipping paper: one vector compare clears 16 of them.
 const PAPER_BLOCK: usize = 16;
 
@@ -357,42 +416,10 @@ impl InkMap {
         if light_on_dark {
             grey.iter_mut().for_each(|g| *g = 1.0 - *g);
         }
-        // Fit the paper's brightness on a thumbnail: first to every pixel, then again to the
-        // pixels that the previous fit says are paper (not much darker than the surface).
-        let scale = (width.max(height) as f32 / THUMB as f32).max(1.0);
-        let (tw, th) = (
-            ((width as f32 / scale).round() as usize).max(1),
-            ((height as f32 / scale).round() as usize).max(1),
-        );
-        let thumb = area(&grey, width, height, tw, th);
-        let mut kept = vec![true; thumb.len()];
-        let mut coef = fit_quadratic(&thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
-        for _ in 0..3 {
-            let depth: Vec<f32> = thumb
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
-                    eval_quadratic(&coef, x, y) - v
-                })
-                .collect();
-            let mut kept_depth = Vec::with_capacity(depth.len());
-            for (&d, &k) in depth.iter().zip(&kept) {
-                if k {
-                    kept_depth.push(d);
-                }
-            }
-            let cut = (percentile(&kept_depth, -1.0, 0.98) * 0.3).max(0.03);
-            let mut left = 0;
-            for (k, &d) in kept.iter_mut().zip(&depth) {
-                *k = *k && d < cut;
-                left += usize::from(*k);
-            }
-            if left < 6 {
-                break;
-            }
-            coef = fit_quadratic(&thumb, tw, th, &kept).unwrap_or(coef);
-        }
+        let coef = match flat_paper(&grey, &border) {
+            Some(level) => [level as f64, 0.0, 0.0, 0.0, 0.0, 0.0],
+            None => fit_paper(&grey, width, height)?,
+        };
         // The surface row by row: a_row + x * (b_row + c3 * x), in f32 (this is the hot loop).
         let c = coef.map(|v| v as f32);
         let xs: Vec<f32> = (0..width).map(|x| x as f32 / width as f32).collect();
@@ -641,6 +668,66 @@ mod tests {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{got:?} vs {want:?}");
         }
+    }
+
+    /// Greys and border of an image, as `from_rgba` sees them (dark ink on light paper).
+    fn grey_and_border(img: &RgbaImage) -> (Vec<f32>, Vec<f32>) {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let grey: Vec<f32> = img
+            .pixels()
+            .map(|p| {
+                let lum = (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0;
+                1.0 - p[3] as f32 / 255.0 * (1.0 - lum)
+            })
+            .collect();
+        let border = (0..w)
+            .flat_map(|x| [grey[x], grey[(h - 1) * w + x]])
+            .chain((0..h).flat_map(|y| [grey[y * w], grey[y * w + w - 1]]))
+            .collect();
+        (grey, border)
+    }
+
+    #[test]
+    fn even_paper_skips_the_fit_that_would_find_the_same_level() {
+        let mut opaque = canvas(280, 280, [255, 255, 255, 255]);
+        let mut transparent = canvas(280, 280, [0, 0, 0, 0]);
+        for img in [&mut opaque, &mut transparent] {
+            bar(img, 100..130, 40..240, [0, 0, 0, 255]);
+            bar(img, 60..200, 40..70, [30, 30, 30, 255]);
+            let (grey, border) = grey_and_border(img);
+            let level = flat_paper(&grey, &border).expect("even paper");
+            assert!((level - 1.0).abs() < 1e-4, "{level}");
+            let fitted = fit_paper(&grey, 280, 280).unwrap();
+            for (x, y) in [(0.0, 0.0), (0.5, 0.5), (1.0, 0.2), (0.3, 1.0)] {
+                let surface = eval_quadratic(&fitted, x, y);
+                assert!((surface - level).abs() < 0.02, "{surface} at {x},{y}");
+            }
+        }
+    }
+
+    #[test]
+    fn uneven_paper_is_fitted() {
+        // A stroke on paper that is even along the border but brighter in the middle (a lamp).
+        let (w, h) = (200u32, 200u32);
+        let mut lamp = canvas(w, h, [200, 200, 200, 255]);
+        for y in 20..h - 20 {
+            for x in 20..w - 20 {
+                let d = ((x as f32 - 100.0).powi(2) + (y as f32 - 100.0).powi(2)).sqrt();
+                let v = (240.0 - d * 0.5) as u8;
+                lamp.put_pixel(x, y, Rgba([v, v, v, 255]));
+            }
+        }
+        bar(&mut lamp, 90..110, 50..150, [40, 40, 40, 255]);
+        let (grey, border) = grey_and_border(&lamp);
+        assert_eq!(flat_paper(&grey, &border), None);
+        // A gradient along the border.
+        let mut shaded = canvas(w, h, [0, 0, 0, 255]);
+        for x in 0..w {
+            let v = (250 - x / 2) as u8;
+            bar(&mut shaded, x..x + 1, 0..h, [v, v, v, 255]);
+        }
+        let (grey, border) = grey_and_border(&shaded);
+        assert_eq!(flat_paper(&grey, &border), None);
     }
 
     #[test]
