@@ -401,12 +401,16 @@ impl InkMap {
         // Luminance composited on white: 1 - alpha * (1 - lum), with the 1/255 scalings folded
         // into constants so the loop vectorises.
         const K: f32 = 1.0 / 255.0;
-        let mut grey = vec![0f32; width * height];
+        // Buffers are collected, not zeroed and then filled: zeroing two full-size maps cost
+        // as much as filling them.
         let (pixels, _) = img.as_raw().as_chunks::<4>();
-        for (g, &[r, gr, b, a]) in grey.iter_mut().zip(pixels) {
-            let lum = (0.299 * K) * r as f32 + (0.587 * K) * gr as f32 + (0.114 * K) * b as f32;
-            *g = 1.0 - K * a as f32 * (1.0 - lum);
-        }
+        let mut grey: Vec<f32> = pixels
+            .iter()
+            .map(|&[r, gr, b, a]| {
+                let lum = (0.299 * K) * r as f32 + (0.587 * K) * gr as f32 + (0.114 * K) * b as f32;
+                1.0 - K * a as f32 * (1.0 - lum)
+            })
+            .collect();
         // Paper is what the border mostly shows.
         let border: Vec<f32> = (0..width)
             .flat_map(|x| [grey[x], grey[(height - 1) * width + x]])
@@ -423,17 +427,16 @@ impl InkMap {
         // The surface row by row: a_row + x * (b_row + c3 * x), in f32 (this is the hot loop).
         let c = coef.map(|v| v as f32);
         let xs: Vec<f32> = (0..width).map(|x| x as f32 / width as f32).collect();
-        let mut ink = vec![0f32; width * height];
-        for (y, (ink_row, grey_row)) in ink
-            .chunks_exact_mut(width)
-            .zip(grey.chunks_exact(width))
-            .enumerate()
-        {
+        let mut ink = Vec::with_capacity(width * height);
+        for (y, grey_row) in grey.chunks_exact(width).enumerate() {
             let yf = y as f32 / height as f32;
             let (a, b) = (c[0] + c[2] * yf + c[5] * yf * yf, c[1] + c[4] * yf);
-            for ((v, &g), &x) in ink_row.iter_mut().zip(grey_row).zip(&xs) {
-                *v = ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0);
-            }
+            ink.extend(
+                grey_row
+                    .iter()
+                    .zip(&xs)
+                    .map(|(&g, &x)| ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0)),
+            );
         }
         let contrast = percentile(&ink, 0.02, 0.99);
         if contrast < MIN_CONTRAST {
