@@ -279,6 +279,30 @@ impl Region {
     }
 }
 
+/// Luminance composited on white, 1 - alpha * (1 - lum), with the 1/255 scalings folded into
+/// constants so the loop vectorises. Collected, not zeroed and then filled: zeroing a
+/// full-size map cost as much as filling it.
+#[inline(always)]
+fn grey_map(img: &RgbaImage) -> Vec<f32> {
+    const K: f32 = 1.0 / 255.0;
+    let (pixels, _) = img.as_raw().as_chunks::<4>();
+    pixels
+        .iter()
+        .map(|&[r, gr, b, a]| {
+            let lum = (0.299 * K) * r as f32 + (0.587 * K) * gr as f32 + (0.114 * K) * b as f32;
+            1.0 - K * a as f32 * (1.0 - lum)
+        })
+        .collect()
+}
+
+/// The values along the edge of a `width x height` map: paper is what the border mostly shows.
+fn border_of(grey: &[f32], width: usize, height: usize) -> Vec<f32> {
+    (0..width)
+        .flat_map(|x| [grey[x], grey[(height - 1) * width + x]])
+        .chain((0..height).flat_map(|y| [grey[y * width], grey[y * width + width - 1]]))
+        .collect()
+}
+
 /// Grey levels within which paper counts as perfectly even.
 const FLAT_TOLERANCE: f32 = 1.0 / 255.0;
 
@@ -398,27 +422,12 @@ impl InkMap {
     #[inline(always)]
     fn from_rgba_portable(img: &RgbaImage) -> Result<Self, VisionError> {
         let (width, height) = (img.width() as usize, img.height() as usize);
-        // Luminance composited on white: 1 - alpha * (1 - lum), with the 1/255 scalings folded
-        // into constants so the loop vectorises.
-        const K: f32 = 1.0 / 255.0;
-        // Buffers are collected, not zeroed and then filled: zeroing two full-size maps cost
-        // as much as filling them.
-        let (pixels, _) = img.as_raw().as_chunks::<4>();
-        let mut grey: Vec<f32> = pixels
-            .iter()
-            .map(|&[r, gr, b, a]| {
-                let lum = (0.299 * K) * r as f32 + (0.587 * K) * gr as f32 + (0.114 * K) * b as f32;
-                1.0 - K * a as f32 * (1.0 - lum)
-            })
-            .collect();
-        // Paper is what the border mostly shows.
-        let border: Vec<f32> = (0..width)
-            .flat_map(|x| [grey[x], grey[(height - 1) * width + x]])
-            .chain((0..height).flat_map(|y| [grey[y * width], grey[y * width + width - 1]]))
-            .collect();
+        let mut grey = grey_map(img);
+        let mut border = border_of(&grey, width, height);
         let light_on_dark = percentile(&border, -1.0, 0.5) < 0.5;
         if light_on_dark {
             grey.iter_mut().for_each(|g| *g = 1.0 - *g);
+            border.iter_mut().for_each(|g| *g = 1.0 - *g);
         }
         let coef = match flat_paper(&grey, &border) {
             Some(level) => [level as f64, 0.0, 0.0, 0.0, 0.0, 0.0],
@@ -675,18 +684,8 @@ mod tests {
 
     /// Greys and border of an image, as `from_rgba` sees them (dark ink on light paper).
     fn grey_and_border(img: &RgbaImage) -> (Vec<f32>, Vec<f32>) {
-        let (w, h) = (img.width() as usize, img.height() as usize);
-        let grey: Vec<f32> = img
-            .pixels()
-            .map(|p| {
-                let lum = (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32) / 255.0;
-                1.0 - p[3] as f32 / 255.0 * (1.0 - lum)
-            })
-            .collect();
-        let border = (0..w)
-            .flat_map(|x| [grey[x], grey[(h - 1) * w + x]])
-            .chain((0..h).flat_map(|y| [grey[y * w], grey[y * w + w - 1]]))
-            .collect();
+        let grey = grey_map(img);
+        let border = border_of(&grey, img.width() as usize, img.height() as usize);
         (grey, border)
     }
 
