@@ -14,7 +14,7 @@ mkdir -p fuzz/corpus/idx fuzz/corpus/image fuzz/corpus/json fuzz/corpus/model
 cp -n tests/corpus/idx/* fuzz/corpus/idx/
 cp -n tests/corpus/images/* examples/*.png fuzz/corpus/image/
 cp -n tests/corpus/json/* fuzz/corpus/json/
-cp -n tests/corpus/models/* fuzz/corpus/model/
+cp -n tests/corpus/models/* models/judge.safetensors fuzz/corpus/model/
 for t in "${targets[@]}"; do
   max_len=65536
   [ "$t" = model ] && max_len=262144

@@ -1,7 +1,7 @@
 //! Decoding and normalising arbitrary bytes as an image, and splitting it as a number: an
-//! error, or a 28x28 input in 0..1 and segments inside the image.
+//! error, or a 28x28 input in 0..1, and pieces inside the image whose views are in 0..1.
 #![no_main]
-use digits_vision::{decode, segment, InkMap, Limits};
+use digits_vision::{context_view, decode, lattice, InkMap, Limits, VIEW_CHANNELS, VIEW_H, VIEW_W};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,11 +19,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(n.pixels.len(), 784);
         assert!(n.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
     }
-    for s in segment(&ink) {
-        for option in &s.options {
-            for r in option {
-                assert!(r.x + r.w <= ink.width && r.y + r.h <= ink.height);
-            }
+    let lattice = lattice(&ink);
+    for step in &lattice.steps {
+        assert!(step.from < step.to && step.to <= lattice.segments);
+        for r in &step.pieces {
+            assert!(r.x + r.w <= ink.width && r.y + r.h <= ink.height);
+            let view = context_view(&ink, r, &lattice.line);
+            assert_eq!(view.len(), VIEW_H * VIEW_W * VIEW_CHANNELS);
+            assert!(view.iter().all(|v| (0.0..=1.0 + 1e-4).contains(v)));
         }
     }
 });

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use digits_data::{split::HeldOut, DataDir, Digits, PIXELS};
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
+use digits_model::judge::{self, JudgeTraining};
 use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
 use digits_model::{
     file, shipped, Architecture, EnsembleModel, Model, NeuralModel, SvmModel, SvmSettings,
@@ -24,14 +25,17 @@ fn parse_arch(s: &str) -> Result<Architecture, String> {
 pub enum Kind {
     Network(Architecture),
     Svm,
+    /// The number reader's judge of where digits begin and end.
+    Judge,
 }
 
 impl Kind {
     pub fn parse(s: &str) -> Result<Kind, String> {
         match s {
             "svm" => Ok(Kind::Svm),
+            "judge" => Ok(Kind::Judge),
             _ => Architecture::parse(s).map(Kind::Network).ok_or_else(|| {
-                format!("unknown model '{s}' (choose cnn, cnn-ref, cnn-small, mlp or svm)")
+                format!("unknown model '{s}' (choose cnn, cnn-ref, cnn-small, mlp, svm or judge)")
             }),
         }
     }
@@ -42,6 +46,7 @@ impl std::fmt::Display for Kind {
         match self {
             Kind::Network(a) => a.fmt(f),
             Kind::Svm => f.write_str("svm"),
+            Kind::Judge => f.write_str("judge"),
         }
     }
 }
@@ -90,7 +95,7 @@ const BEST_MEMBERS: u64 = 3;
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model: cnn (default), cnn-ref (the peers' reference network), cnn-small (trains in
-    /// seconds), mlp or svm.
+    /// seconds), mlp, svm, or judge (the number reader's judge of where digits begin and end).
     #[arg(long, default_value = "cnn", value_parser = Kind::parse)]
     model: Kind,
     /// Train a recipe instead of one --model. Each member is saved beside --out as it
@@ -122,6 +127,9 @@ pub struct TrainArgs {
     /// blobs and `predict --number` cuts them apart (see BENCHMARKS.md for the trade-off).
     #[arg(long)]
     touching_negatives: Option<usize>,
+    /// Judge: synthetic lines of training digits to learn from.
+    #[arg(long, default_value_t = JudgeTraining::default().lines)]
+    lines: usize,
     /// Stop after this many batches (smoke tests).
     #[arg(long)]
     max_batches: Option<usize>,
@@ -186,15 +194,59 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{name}.safetensors")));
     let start = std::time::Instant::now();
+    if args.preset.is_none() && args.model == Kind::Judge {
+        return train_judge(&args, &all, &out);
+    }
     let model = match (args.preset, args.model) {
         (Some(Preset::Best), _) => Model::Ensemble(train_best(&args, &all, &out)?),
         (None, Kind::Network(architecture)) => {
             Model::Neural(train_network(&args, architecture, args.seed, &all, &out)?)
         }
         (None, Kind::Svm) => Model::Svm(train_svm(&args, &all)?),
+        (None, Kind::Judge) => unreachable!("trained above"),
     };
     print!("trained in {:.0}s; ", start.elapsed().as_secs_f32());
     test_and_save(model, &data.test, &out)
+}
+
+/// Trains the number reader's judge on lines of training digits, scoring it on lines of the
+/// held-out ones.
+fn train_judge(args: &TrainArgs, all: &Digits, out: &Path) -> Result<()> {
+    let start = std::time::Instant::now();
+    let split = held_out(args, all).apply(all)?;
+    let mut training = JudgeTraining {
+        lines: args.lines,
+        ..JudgeTraining::default()
+    };
+    if let Some(e) = args.epochs {
+        training.epochs = e;
+    }
+    let train = judge::examples(&split.train, training.lines, args.seed);
+    let validation = judge::examples(&split.validation, training.lines / 10, args.seed + 1);
+    println!(
+        "training judge on {} pieces of {} lines ({:.0}% whole digits), validating on {} pieces; {:.0}s to cut them",
+        train.len(),
+        training.lines,
+        100.0 * train.whole_share(),
+        validation.len(),
+        start.elapsed().as_secs_f32()
+    );
+    let epochs = training.epochs;
+    let mut judge = judge::train_judge(
+        &train,
+        &validation,
+        training,
+        args.seed,
+        &mut Bars { bar: None, epochs },
+    );
+    judge.meta.held_out = held_out(args, all);
+    file::save_judge(&judge, out)?;
+    println!(
+        "trained in {:.0}s; saved {}",
+        start.elapsed().as_secs_f32(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// Records the model's test accuracy (reported, never used to choose) and saves it.

@@ -6,7 +6,7 @@ use digits_data::DataDir;
 use digits_model::recognize::{read_digit, read_number, NumberReading, Reading};
 use digits_model::{shipped, Model};
 use digits_rng::Rng;
-use digits_vision::synth::{render_digit, render_number, Style};
+use digits_vision::synth::{number_from, render_digit, Style};
 use digits_vision::Limits;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -305,15 +305,8 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
         rows.push((style.name().to_string(), correct, results.len()));
     }
     let number_results = parallel(&model, args.numbers, &bar, |i, m| {
-        let mut rng = Rng::derive(args.seed, &[99, i as u64]);
-        let len = 2 + rng.below(5);
-        let idx: Vec<usize> = (0..len).map(|_| rng.below(digits.len())).collect();
-        let images: Vec<&[u8]> = idx.iter().map(|&j| digits.image(j)).collect();
-        let want: String = idx
-            .iter()
-            .map(|&j| char::from(b'0' + digits.labels[j]))
-            .collect();
-        let bytes = render_number(&images, &mut rng);
+        let (line, want) = number_from(&digits, args.seed, i);
+        let bytes = line.bytes;
         let got = read_number(m, &bytes, &limits)
             .map(|n| n.text)
             .unwrap_or_else(|_| "none".into());

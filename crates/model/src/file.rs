@@ -2,10 +2,11 @@
 //! with our metadata in the header, a SHA-256 over every tensor, written atomically.
 
 use crate::ensemble::{EnsembleMeta, EnsembleModel};
+use crate::judge::{Judge, JudgeMeta, JUDGE_INPUT};
 use crate::model::{Classify, Model, ModelMeta, NeuralModel, INPUT};
 use crate::svm::{SvmMeta, SvmModel};
 use digits_data::PIXELS;
-use digits_nn::{Network, Optimizer};
+use digits_nn::{LayerSpec, Network, Optimizer, Shape};
 use digits_svm::{Pca, Svm};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{de::DeserializeOwned, Serialize};
@@ -26,6 +27,7 @@ const KIND_NETWORK: &str = "model";
 const KIND_SVM: &str = "svm";
 const KIND_ENSEMBLE: &str = "ensemble";
 const KIND_CHECKPOINT: &str = "checkpoint";
+const KIND_JUDGE: &str = "judge";
 /// Model files are a few MB; anything this large is not one of ours.
 const MAX_FILE: u64 = 1 << 30;
 
@@ -248,16 +250,16 @@ fn network_tensors(net: &Network, prefix: &str) -> Vec<Tensor> {
         .collect()
 }
 
-/// Rebuilds the network the metadata describes and fills in its parameters from the tensors
+/// Rebuilds the network of `layers` on `input` and fills in its parameters from the tensors
 /// named `{prefix}{parameter}`, checking that each is present with the expected shape and
 /// finite values.
 fn restore_network(
     path: &Path,
-    meta: &ModelMeta,
+    (input, layers, seed): (Shape, &[LayerSpec], u64),
     tensors: &mut HashMap<String, (Vec<usize>, Vec<f32>)>,
     prefix: &str,
 ) -> Result<Network> {
-    let mut net = Network::new(INPUT, &meta.layers, meta.seed).map_err(|e| {
+    let mut net = Network::new(input, layers, seed).map_err(|e| {
         ModelError::invalid(path, format!("the stored architecture is invalid: {e}"))
     })?;
     for p in net.params_mut() {
@@ -283,6 +285,49 @@ fn restore_network(
         p.value = values;
     }
     Ok(net)
+}
+
+/// What [`restore_network`] needs of a digit classifier's metadata.
+fn digit_network(meta: &ModelMeta) -> (Shape, &[LayerSpec], u64) {
+    (INPUT, &meta.layers, meta.seed)
+}
+
+/// Saves the number reader's judge.
+pub fn save_judge(judge: &Judge, path: &Path) -> Result<()> {
+    write_file(
+        path,
+        KIND_JUDGE,
+        &judge.meta,
+        None,
+        &network_tensors(&judge.net, ""),
+    )
+}
+
+/// Loads and verifies a judge file.
+pub fn load_judge(path: &Path) -> Result<Judge> {
+    judge_from(path, read_file(path, "judge", &[KIND_JUDGE])?)
+}
+
+/// Verifies and loads a judge file's contents; `origin` names them in errors.
+pub fn load_judge_bytes(origin: &Path, bytes: &[u8]) -> Result<Judge> {
+    judge_from(origin, parse_file(origin, "judge", &[KIND_JUDGE], bytes)?)
+}
+
+fn judge_from(origin: &Path, mut loaded: Loaded) -> Result<Judge> {
+    let meta: JudgeMeta = parse_json(origin, &loaded.header, KEY_META)?;
+    let net = restore_network(
+        origin,
+        (JUDGE_INPUT, &meta.layers, meta.seed),
+        &mut loaded.tensors,
+        "",
+    )?;
+    if let Some(extra) = loaded.tensors.keys().next() {
+        return Err(ModelError::invalid(
+            origin,
+            format!("unexpected tensor {extra}"),
+        ));
+    }
+    Ok(Judge { meta, net })
 }
 
 /// An ensemble's metadata: its own and each member's, in order.
@@ -355,7 +400,8 @@ fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, meta)| {
-                    let net = restore_network(path, &meta, tensors, &member_prefix(i))?;
+                    let net =
+                        restore_network(path, digit_network(&meta), tensors, &member_prefix(i))?;
                     Ok(NeuralModel { meta, net })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -366,7 +412,7 @@ fn model_from(path: &Path, mut loaded: Loaded) -> Result<Model> {
         }
         _ => {
             let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
-            let net = restore_network(path, &meta, tensors, "")?;
+            let net = restore_network(path, digit_network(&meta), tensors, "")?;
             Model::Neural(NeuralModel { meta, net })
         }
     };
@@ -477,7 +523,7 @@ pub fn save_checkpoint(
 pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(NeuralModel, Optimizer, S)> {
     let mut loaded = read_file(path, "checkpoint", &[KIND_CHECKPOINT])?;
     let meta: ModelMeta = parse_json(path, &loaded.header, KEY_META)?;
-    let net = restore_network(path, &meta, &mut loaded.tensors, "")?;
+    let net = restore_network(path, digit_network(&meta), &mut loaded.tensors, "")?;
     #[derive(serde::Deserialize)]
     struct State<S> {
         optimizer_steps: u64,
@@ -658,5 +704,41 @@ mod tests {
         let (m2, o2, s): (NeuralModel, Optimizer, u32) = load_checkpoint(&p).unwrap();
         assert_eq!((s, o2.steps, o2.state.clone()), (42, 5, opt.state));
         assert_eq!(m2.meta, m.meta);
+    }
+
+    #[test]
+    fn judge_round_trips_and_is_told_apart_from_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("judge.safetensors");
+        let judge = Judge::new(Default::default(), 7);
+        save_judge(&judge, &p).unwrap();
+        let back = load_judge(&p).unwrap();
+        assert_eq!(back.meta, judge.meta);
+        assert!(back
+            .net
+            .params()
+            .zip(judge.net.params())
+            .all(|(a, b)| a.value == b.value));
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("it is a judge file"), "{e}");
+
+        let model = dir.path().join("m.safetensors");
+        save(&small(), &model).unwrap();
+        let e = load_judge(&model).unwrap_err().to_string();
+        assert!(e.contains("not a digits judge file"), "{e}");
+
+        let mut flipped = std::fs::read(&p).unwrap();
+        let at = flipped.len() - 100;
+        flipped[at] ^= 0x40;
+        std::fs::write(&p, &flipped).unwrap();
+        let e = load_judge(&p).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_judge_loads() {
+        let judge = crate::shipped::judge().unwrap();
+        assert_eq!(judge.meta.layers, crate::judge::judge_layers());
+        assert_eq!(judge.meta.held_out, Default::default());
     }
 }

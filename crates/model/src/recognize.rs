@@ -1,7 +1,13 @@
 //! Reading user images: the vision pipeline followed by a model, as every front end uses it.
 
+use crate::judge::Judge;
 use crate::model::{Classify, Model, Prediction};
-use digits_vision::{decode, segment, InkMap, Limits, Normalized, RgbaImage, VisionError};
+use crate::shipped;
+use digits_vision::{
+    context_view, decode, lattice, InkMap, Lattice, Limits, Normalized, Region, RgbaImage,
+    VisionError,
+};
+use std::cell::RefCell;
 
 /// Below this calibrated confidence a reading is flagged `uncertain`.
 pub const UNCERTAIN_BELOW: f32 = 0.8;
@@ -20,18 +26,25 @@ pub struct Reading {
 pub struct NumberReading {
     pub text: String,
     pub digits: Vec<Reading>,
-    /// Probability that every digit is right (product of the digits' confidences).
+    /// Probability that the reading is right: every piece one whole digit (the judge's word)
+    /// and read right (the model's).
     pub confidence: f32,
     pub uncertain: bool,
 }
 
+impl Reading {
+    fn new(prediction: Prediction, normalized: Normalized) -> Self {
+        Reading {
+            uncertain: prediction.confidence < UNCERTAIN_BELOW,
+            prediction,
+            normalized,
+        }
+    }
+}
+
 fn reading(model: &mut Model, normalized: Normalized) -> Reading {
     let prediction = model.predict(&normalized.pixels).remove(0);
-    Reading {
-        uncertain: prediction.confidence < UNCERTAIN_BELOW,
-        prediction,
-        normalized,
-    }
+    Reading::new(prediction, normalized)
 }
 
 /// Total ink below which a normalised input counts as blank: MNIST digits carry 20 or more.
@@ -67,14 +80,19 @@ pub fn read_digit_image(model: &mut Model, image: &RgbaImage) -> Result<Reading,
     Ok(reading(model, digits_vision::normalize_image(image)?))
 }
 
-/// Cost (in nats) of reading a piece less than 55% of the line's height as a digit.
-const SHORT_PENALTY: f32 = 8.0;
+thread_local! {
+    /// The number reader's judge, one per thread (a network owns its working buffers).
+    static JUDGE: RefCell<Judge> = RefCell::new(
+        shipped::judge().expect("the shipped judge is verified by the test suite"),
+    );
+}
 
 /// Reads a number written on one line. Segmentation is settled by recognition: each blob is
 /// read whole or cut into pieces, and neighbouring blobs that nearly touch are also read as one
-/// digit (a broken stroke); dynamic programming keeps the reading with the best total of
-/// log-confidences (each extra digit multiplies in another confidence below one, so a cut must
-/// earn its place), where pieces too short to be digits cost [`SHORT_PENALTY`].
+/// digit (a broken stroke); every piece is read by the model and weighed by the judge
+/// ([`crate::judge`]: is this piece, among its neighbours, one whole digit?), and dynamic
+/// programming keeps the reading that is likeliest as a whole: the product over its pieces of
+/// the judge's probability times the model's confidence.
 pub fn read_number(
     model: &mut Model,
     bytes: &[u8],
@@ -89,73 +107,107 @@ pub fn read_number_image(
     image: &RgbaImage,
 ) -> Result<NumberReading, VisionError> {
     let ink = InkMap::from_rgba(image)?;
-    let segments = segment(&ink);
-    let n = segments.len();
-    let line_height = segments
+    let lattice = lattice(&ink);
+    let pieces: Vec<&Region> = lattice.steps.iter().flat_map(|s| &s.pieces).collect();
+    let views: Vec<f32> = pieces
         .iter()
-        .map(|s| s.options[0][0].h)
-        .max()
-        .unwrap_or(0);
-    let mut read_all =
-        |regions: &[digits_vision::Region]| -> Result<(f32, Vec<Reading>), VisionError> {
-            let readings = regions
+        .flat_map(|r| context_view(&ink, r, &lattice.line))
+        .collect();
+    let whole = JUDGE.with(|j| j.borrow_mut().whole(&views));
+    // Where each step's pieces start in `pieces`.
+    let starts: Vec<usize> = lattice
+        .steps
+        .iter()
+        .scan(0, |at, s| {
+            let here = *at;
+            *at += s.pieces.len();
+            Some(here)
+        })
+        .collect();
+    // The model reads every blob whole (each segment's first step), then only the steps that
+    // could still beat reading their stretch of the line as whole blobs: a step whose judge's
+    // probabilities alone (the model's confidence is at most 1) fall below that is never
+    // part of the best reading, so skipping it changes nothing.
+    let whole_step: Vec<usize> = (0..lattice.segments)
+        .map(|s| {
+            lattice
+                .steps
                 .iter()
-                .map(|r| Ok(reading(model, ink.normalize(r)?)))
-                .collect::<Result<Vec<_>, VisionError>>()?;
-            let score = readings
-                .iter()
-                .zip(regions)
-                .map(|(r, region)| {
-                    // On a line of digits written alike, a piece much shorter than the line is a
-                    // stroke of a digit (the bar of a 5), not a digit of its own.
-                    let short = if region.h * 20 < line_height * 11 {
-                        SHORT_PENALTY
-                    } else {
-                        0.0
-                    };
-                    r.prediction.confidence.max(1e-6).ln() - short
+                .position(|step| step.from == s)
+                .expect("every segment starts a step")
+        })
+        .collect();
+    let mut read = |chosen: &[usize]| -> Result<Vec<(Normalized, Prediction)>, VisionError> {
+        let batch = chosen
+            .iter()
+            .map(|&i| ink.normalize(pieces[i]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pixels: Vec<f32> = batch
+            .iter()
+            .flat_map(|n| n.pixels.iter().copied())
+            .collect();
+        Ok(batch.into_iter().zip(model.predict(&pixels)).collect())
+    };
+    let score = |p: &Prediction, w: f32| (p.confidence * w).max(1e-12).ln();
+    let firsts: Vec<usize> = whole_step.iter().map(|&k| starts[k]).collect();
+    let first_reads = read(&firsts)?;
+    let as_blobs: Vec<f32> = first_reads
+        .iter()
+        .zip(&firsts)
+        .map(|((_, p), &i)| score(p, whole[i]))
+        .collect();
+    let rest: Vec<usize> = lattice
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(k, step)| {
+            let pieces = starts[*k]..starts[*k] + step.pieces.len();
+            let best_case: f32 = whole[pieces].iter().map(|w| w.max(1e-12).ln()).sum();
+            !whole_step.contains(k) && best_case >= as_blobs[step.from..step.to].iter().sum()
+        })
+        .flat_map(|(k, step)| starts[k]..starts[k] + step.pieces.len())
+        .collect();
+    let rest_reads = read(&rest)?;
+    let mut reads: Vec<Option<(Normalized, Prediction)>> = vec![None; pieces.len()];
+    for (i, r) in firsts
+        .into_iter()
+        .chain(rest)
+        .zip(first_reads.into_iter().chain(rest_reads))
+    {
+        reads[i] = Some(r);
+    }
+    // A piece's score: the log-probability that it is one whole digit, and this one.
+    let step_scores: Vec<f32> = lattice
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(k, step)| {
+            (starts[k]..starts[k] + step.pieces.len())
+                .map(|i| {
+                    reads[i]
+                        .as_ref()
+                        .map_or(f32::NEG_INFINITY, |(_, p)| score(p, whole[i]))
                 })
-                .sum();
-            Ok((score, readings))
-        };
-    // best[i]: the best reading of the first i segments.
-    let mut best: Vec<Option<(f32, Vec<Reading>)>> = vec![None; n + 1];
-    best[0] = Some((0.0, Vec::new()));
-    for i in 0..n {
-        let Some((base, so_far)) = best[i].clone() else {
-            continue;
-        };
-        let mut offer = |to: usize, (score, readings): (f32, Vec<Reading>)| {
-            let total = base + score;
-            if best[to].as_ref().is_none_or(|(s, _)| total > *s) {
-                best[to] = Some((total, so_far.iter().cloned().chain(readings).collect()));
-            }
-        };
-        for option in &segments[i].options {
-            offer(i + 1, read_all(option)?);
-        }
-        if i + 1 < n {
-            let (a, b) = (&segments[i].options[0][0], &segments[i + 1].options[0][0]);
-            // Only pieces that overlap horizontally, or a short stroke close to its neighbour,
-            // can be one digit; well-separated full-height blobs are separate digits.
-            let overlap = (a.x + a.w).min(b.x + b.w).saturating_sub(b.x.max(a.x));
-            let overlapping = overlap * 10 >= a.w.min(b.w) * 3;
-            let stroke_nearby =
-                a.h.min(b.h) * 20 < line_height * 11 && b.x <= a.x + a.w + line_height / 5;
-            let merged = a.union(b);
-            if stroke_nearby || (overlapping && merged.w * 20 <= merged.h * 19) {
-                offer(i + 2, read_all(&[merged])?);
-            }
+                .sum()
+        })
+        .collect();
+    let chosen = best_path(&lattice, &step_scores);
+    let mut digits = Vec::new();
+    let mut confidence = 1.0;
+    for k in chosen {
+        for i in starts[k]..starts[k] + lattice.steps[k].pieces.len() {
+            // Every blob read whole scores above minus infinity, so the best path never
+            // holds a piece that was not read.
+            let Some((normalized, prediction)) = reads[i].take() else {
+                unreachable!("the best reading holds only pieces that were read");
+            };
+            confidence *= prediction.confidence * whole[i];
+            digits.push(Reading::new(prediction, normalized));
         }
     }
-    let digits = best[n].take().map(|(_, r)| r).unwrap_or_default();
     if digits.is_empty() {
         return Err(VisionError::NoInk);
     }
-    let confidence = digits
-        .iter()
-        .map(|d| d.prediction.confidence)
-        .product::<f32>();
     Ok(NumberReading {
         text: digits
             .iter()
@@ -165,4 +217,28 @@ pub fn read_number_image(
         confidence,
         digits,
     })
+}
+
+/// The steps of the best-scoring path through the lattice, left to right (dynamic
+/// programming: steps come in order of the segment they start at).
+fn best_path(lattice: &Lattice, step_scores: &[f32]) -> Vec<usize> {
+    // best[i]: the best total for the first i segments, and the step that ends it there.
+    let mut best: Vec<Option<(f32, usize)>> = vec![None; lattice.segments + 1];
+    best[0] = Some((0.0, usize::MAX));
+    for (k, (step, &score)) in lattice.steps.iter().zip(step_scores).enumerate() {
+        let Some((base, _)) = best[step.from] else {
+            continue;
+        };
+        if best[step.to].is_none_or(|(s, _)| base + score > s) {
+            best[step.to] = Some((base + score, k));
+        }
+    }
+    let mut path = Vec::new();
+    let mut at = lattice.segments;
+    while let Some((_, k)) = best[at].filter(|_| at > 0) {
+        path.push(k);
+        at = lattice.steps[k].from;
+    }
+    path.reverse();
+    path
 }

@@ -2,6 +2,7 @@
 //! training. They are built by `digits train` (see the README) and verified like any file.
 
 use crate::file::{self, ModelError};
+use crate::judge::Judge;
 use crate::model::Model;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ const CNN: &[u8] = include_bytes!("../../../models/cnn.safetensors");
 const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
 const SVM: &[u8] = include_bytes!("../../../models/svm.safetensors");
 const ENSEMBLE: &[u8] = include_bytes!("../../../models/ensemble.safetensors");
+const JUDGE: &[u8] = include_bytes!("../../../models/judge.safetensors");
 
 /// Names accepted wherever a model is chosen, besides a path to a file.
 pub const NAMES: [&str; 4] = ["cnn", "ensemble", "mlp", "svm"];
@@ -26,6 +28,11 @@ pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
         Path::new(&format!("<shipped {name} model>")),
         bytes,
     ))
+}
+
+/// The number reader's judge of where digits begin and end.
+pub fn judge() -> Result<Judge, ModelError> {
+    file::load_judge_bytes(Path::new("<shipped judge>"), JUDGE)
 }
 
 /// A model named on the command line: a file if one exists at `spec`, else a shipped model.

@@ -20,7 +20,9 @@ pub use decode::{decode, Limits};
 pub use deskew::deskew;
 pub use image::RgbaImage;
 pub use ink::{InkMap, Region};
-pub use number::{segment, Segment};
+pub use number::{
+    context_view, lattice, segment, Lattice, LineBox, Segment, Step, VIEW_CHANNELS, VIEW_H, VIEW_W,
+};
 
 /// Side of the model's input.
 pub const SIDE: usize = 28;

@@ -3,17 +3,20 @@
 //! touch, ordered left to right.
 
 use crate::ink::{InkMap, Region};
+use crate::resample::area;
 
 /// Ink level that counts as a stroke when finding components.
 const STROKE: f32 = 0.3;
 /// Blobs wider than this times their height may be touching digits: they are offered both
 /// whole and split (evenly, and in two at each of the [`PAIR_CUTS`] emptiest columns), and the
-/// reader keeps whichever the model is surer of. Both chosen on numbers built from the
-/// validation split (`digits realworld --source validation`).
-const SPLIT_ASPECT: f32 = 0.9;
+/// reader keeps the reading its judge and model find likeliest. Both chosen on numbers built
+/// from the validation split (`digits realworld --source validation`).
+const SPLIT_ASPECT: f32 = 0.6;
 const PAIR_CUTS: usize = 5;
 /// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
 const TYPICAL_ASPECT: f32 = 0.65;
+/// Most neighbouring segments read together as one digit.
+const MAX_MERGED: usize = 3;
 /// Most digits one blob is cut into. Without a cap a long thin stroke (a 5000x10 underline)
 /// would be offered as thousands of cuts, each read by the model: minutes of work per request.
 /// With the pair cuts a blob is offered at most `MAX_PARTS + PAIR_CUTS` readings.
@@ -50,6 +53,19 @@ impl Blob {
         self.x1 = self.x1.max(other.x1);
         self.y1 = self.y1.max(other.y1);
         self.pixels.extend(other.pixels);
+    }
+
+    /// Gap between the boxes: the larger of the horizontal and vertical gaps (0 if they overlap).
+    fn distance(&self, other: &Blob) -> usize {
+        let dx = other
+            .x0
+            .saturating_sub(self.x1)
+            .max(self.x0.saturating_sub(other.x1));
+        let dy = other
+            .y0
+            .saturating_sub(self.y1)
+            .max(self.y0.saturating_sub(other.y1));
+        dx.max(dy)
     }
 
     /// Horizontal overlap as a fraction of the narrower blob.
@@ -187,20 +203,36 @@ fn cut(blob: &Blob, cuts: &[usize], width: usize) -> Vec<Blob> {
 pub fn segment(ink: &InkMap) -> Vec<Segment> {
     let mut blobs = components(ink);
     blobs.sort_by_key(|b| std::cmp::Reverse(b.pixels.len()));
-    // Specks far smaller than the biggest stroke are noise, unless they overlap a digit.
     let largest = blobs.first().map_or(0, |b| b.pixels.len());
     let line_height = blobs.iter().map(Blob::height).max().unwrap_or(0);
+    // Specks far smaller than the biggest stroke are parts of the digit they sit on or next to
+    // (the bar of a 5), or noise when far from every digit.
+    let (major, minor): (Vec<Blob>, Vec<Blob>) = blobs
+        .into_iter()
+        .partition(|b| b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height);
     let mut merged: Vec<Blob> = Vec::new();
-    for b in blobs {
-        // Pieces of one digit overlap horizontally (the bar of a 5 over its body).
+    for b in major {
+        // A short piece over or under a digit is part of it (the top of a 5 over its body);
+        // taller pieces that overlap may be two digits, which the reader decides.
         if let Some(host) = merged
             .iter_mut()
-            .filter(|m| m.overlap(&b) >= 0.5)
+            .filter(|m| is_short(b.height(), line_height) && m.overlap(&b) >= 0.5)
             .max_by_key(|m| m.pixels.len())
         {
             host.absorb(b);
-        } else if b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height {
+        } else {
             merged.push(b);
+        }
+    }
+    for b in minor {
+        if let Some(host) = merged
+            .iter_mut()
+            .map(|m| (m.distance(&b), m))
+            .filter(|(d, _)| *d * 4 <= line_height)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, m)| m)
+        {
+            host.absorb(b);
         }
     }
     merged.sort_by_key(|b| b.x0);
@@ -229,6 +261,143 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
             }
             Segment { options }
         })
+        .collect()
+}
+
+/// Where a line of writing lies: the rows its ink spans and the height of its tallest blob
+/// (about one digit's height: touching digits stand side by side, not on top of each other).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineBox {
+    pub top: usize,
+    pub bottom: usize,
+    pub digit_height: usize,
+}
+
+/// One way to read a stretch of the line: segments `from..to` read as the digits in `pieces`,
+/// left to right.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub from: usize,
+    pub to: usize,
+    pub pieces: Vec<Region>,
+}
+
+/// Every way of reading a line the reader weighs: a path of [`Step`]s from segment 0 to
+/// `segments` is one reading of the whole number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lattice {
+    pub segments: usize,
+    pub steps: Vec<Step>,
+    pub line: LineBox,
+}
+
+/// The segments of a line and the ways of reading them: each blob whole or cut, and
+/// neighbouring blobs that may be pieces of one digit (a broken stroke) read together.
+pub fn lattice(ink: &InkMap) -> Lattice {
+    let segments = segment(ink);
+    let n = segments.len();
+    let firsts: Vec<&Region> = segments.iter().map(|s| &s.options[0][0]).collect();
+    let line = LineBox {
+        top: firsts.iter().map(|r| r.y).min().unwrap_or(0),
+        bottom: firsts.iter().map(|r| r.y + r.h).max().unwrap_or(0),
+        digit_height: firsts.iter().map(|r| r.h).max().unwrap_or(0),
+    };
+    let mut steps = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        steps.extend(s.options.iter().map(|o| Step {
+            from: i,
+            to: i + 1,
+            pieces: o.clone(),
+        }));
+        // Neighbours close enough to be pieces of one broken digit are also read together,
+        // up to three of them, while the whole stays about as narrow as a digit.
+        let mut merged = firsts[i].clone();
+        for (j, next) in firsts.iter().enumerate().skip(i + 1).take(MAX_MERGED - 1) {
+            let gap = next.x.saturating_sub(merged.x + merged.w);
+            merged = merged.union(next);
+            if gap * 5 > line.digit_height || merged.w * 5 > line.digit_height * 6 {
+                break;
+            }
+            steps.push(Step {
+                from: i,
+                to: j + 1,
+                pieces: vec![merged.clone()],
+            });
+        }
+    }
+    Lattice {
+        segments: n,
+        steps,
+        line,
+    }
+}
+
+/// Whether a piece `height` tall is much shorter than the line's digits, `digit_height` tall
+/// (the bar of a 5, or a digit written small).
+fn is_short(height: usize, digit_height: usize) -> bool {
+    height * 20 < digit_height * 11
+}
+
+/// Rows, columns and channels of [`context_view`].
+pub const VIEW_H: usize = 28;
+pub const VIEW_W: usize = 40;
+pub const VIEW_CHANNELS: usize = 2;
+/// View pixels one digit height of the line spans (MNIST's 20-pixel box).
+const VIEW_DIGIT: f32 = 20.0;
+
+/// A piece of a line as it sits among its neighbours: a window centred on the piece, scaled so
+/// the line's digits are 20 pixels tall, with the piece's own ink in channel 0 and every other
+/// ink in channel 1 (NHWC, values 0..1). From it one can tell a whole digit from a fragment of
+/// one, or from two digits run together, which the 28x28 of the piece alone cannot show.
+pub fn context_view(ink: &InkMap, piece: &Region, line: &LineBox) -> Vec<f32> {
+    let scale = line.digit_height.max(1) as f32 / VIEW_DIGIT;
+    let (sw, sh) = (
+        ((VIEW_W as f32 * scale).round() as usize).max(1),
+        ((VIEW_H as f32 * scale).round() as usize).max(1),
+    );
+    let cx = piece.x as f32 + piece.w as f32 / 2.0;
+    let cy = (line.top + line.bottom) as f32 / 2.0;
+    let (left, top) = (
+        (cx - sw as f32 / 2.0).round() as isize,
+        (cy - sh as f32 / 2.0).round() as isize,
+    );
+    let (mut own, mut other) = (vec![0f32; sw * sh], vec![0f32; sw * sh]);
+    for wy in 0..sh {
+        let y = top + wy as isize;
+        if y < 0 || y >= ink.height as isize {
+            continue;
+        }
+        let y = y as usize;
+        for wx in 0..sw {
+            let x = left + wx as isize;
+            if x < 0 || x >= ink.width as isize {
+                continue;
+            }
+            let x = x as usize;
+            let v = ink.ink[y * ink.width + x];
+            if v == 0.0 {
+                continue;
+            }
+            let mine = (piece.x..piece.x + piece.w).contains(&x)
+                && (piece.y..piece.y + piece.h).contains(&y)
+                && piece
+                    .mask
+                    .as_ref()
+                    .is_none_or(|m| m[(y - piece.y) * piece.w + x - piece.x]);
+            if mine {
+                own[wy * sw + wx] = v;
+            } else {
+                other[wy * sw + wx] = v;
+            }
+        }
+    }
+    let (own, other) = (
+        area(&own, sw, sh, VIEW_W, VIEW_H),
+        area(&other, sw, sh, VIEW_W, VIEW_H),
+    );
+    own.into_iter()
+        .zip(other)
+        .flat_map(|(a, b)| [a, b])
         .collect()
 }
 
@@ -369,6 +538,76 @@ mod tests {
                 .map(|o| o.iter().map(|r| (r.x, r.w)).collect::<Vec<_>>())
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_short_stroke_beside_a_digit_joins_it() {
+        // The bar of a 5 written apart from its body, up and to the right, not over it.
+        let m = map(
+            300,
+            120,
+            &[(40, 20, 80, 100), (84, 12, 110, 16), (200, 20, 215, 100)],
+        );
+        let segs = segment(&m);
+        assert_eq!(segs.len(), 2);
+        let first = &segs[0].options[0][0];
+        assert_eq!((first.x, first.w, first.y), (40, 70, 12));
+    }
+
+    #[test]
+    fn pieces_of_a_broken_digit_are_offered_together() {
+        // A 0 drawn in two strokes with a gap between them, then a 1 well apart.
+        let m = map(
+            300,
+            120,
+            &[(40, 20, 70, 100), (74, 20, 100, 100), (200, 20, 212, 100)],
+        );
+        let lattice = lattice(&m);
+        assert_eq!(lattice.segments, 3);
+        assert!(lattice
+            .steps
+            .iter()
+            .any(|s| (s.from, s.to) == (0, 2) && s.pieces.len() == 1 && s.pieces[0].w == 60));
+        // The 1 is too far from the 0 to be part of it.
+        assert!(!lattice.steps.iter().any(|s| s.to == 3 && s.from < 2));
+        assert_eq!(lattice.line.digit_height, 80);
+    }
+
+    #[test]
+    fn a_piece_is_viewed_at_line_scale_among_its_neighbours() {
+        let m = map(400, 200, &[(100, 40, 140, 160), (150, 40, 190, 160)]);
+        let line = LineBox {
+            top: 40,
+            bottom: 160,
+            digit_height: 120,
+        };
+        let piece = Region {
+            x: 100,
+            y: 40,
+            w: 40,
+            h: 120,
+            mask: None,
+        };
+        let view = context_view(&m, &piece, &line);
+        assert_eq!(view.len(), VIEW_H * VIEW_W * VIEW_CHANNELS);
+        let at = |y: usize, x: usize, c: usize| view[(y * VIEW_W + x) * VIEW_CHANNELS + c];
+        let rows = |c: usize| -> Vec<usize> {
+            (0..VIEW_H)
+                .filter(|&y| (0..VIEW_W).any(|x| at(y, x, c) > 0.5))
+                .collect()
+        };
+        // The line's digit height spans 20 view rows, centred; the piece sits in the middle
+        // columns, its neighbour to the right in the other channel.
+        assert_eq!(rows(0).len(), 20);
+        assert_eq!(rows(0)[0], 4);
+        let cols = |c: usize| -> Vec<usize> {
+            (0..VIEW_W)
+                .filter(|&x| (0..VIEW_H).any(|y| at(y, x, c) > 0.5))
+                .collect()
+        };
+        // 40 of 120 source pixels wide: 6.7 view columns about the centre (20).
+        assert_eq!((cols(0)[0], *cols(0).last().unwrap()), (17, 22));
+        assert_eq!((cols(1)[0], *cols(1).last().unwrap()), (25, 31));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! Used by the tests and by `digits realworld`; only ever fed with the MNIST *test* split, and
 //! never used for training.
 
+use crate::{InkMap, Region};
+use digits_data::Digits;
 use digits_rng::Rng;
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, GrayImage, ImageFormat, RgbImage, RgbaImage};
@@ -70,11 +72,16 @@ impl Style {
     }
 }
 
-/// Ink coverage of a canvas, 0..1, before styling.
+/// Marks pixels no digit drew in [`Line::owner`].
+pub const NO_OWNER: u8 = u8::MAX;
+
+/// Ink coverage of a canvas, 0..1, before styling, and which drawn digit each pixel's ink
+/// came from.
 struct Coverage {
     w: usize,
     h: usize,
     v: Vec<f32>,
+    owner: Vec<u8>,
 }
 
 impl Coverage {
@@ -83,12 +90,14 @@ impl Coverage {
             w,
             h,
             v: vec![0.0; w * h],
+            owner: vec![NO_OWNER; w * h],
         }
     }
 
     /// Draws a 28x28 MNIST digit with its ink box's top-left at (x, y), `size` canvas pixels per
-    /// 28 source pixels, rotated by `angle` about its centre; overlapping ink takes the maximum.
-    fn draw(&mut self, digit: &[u8], x: f32, y: f32, size: f32, angle: f32) {
+    /// 28 source pixels, rotated by `angle` about its centre; overlapping ink takes the maximum,
+    /// and the pixel belongs to digit `id` where its ink is the stronger.
+    fn draw(&mut self, digit: &[u8], id: u8, x: f32, y: f32, size: f32, angle: f32) {
         let s = size / 28.0;
         let (sin, cos) = angle.sin_cos();
         let (cx, cy) = (x + 14.0 * s, y + 14.0 * s);
@@ -109,8 +118,11 @@ impl Coverage {
                     (-sin * dx + cos * dy) / s + 14.0 - 0.5,
                 );
                 let val = digits_data::augment::sample(digit, u, v);
-                let c = &mut self.v[py * self.w + qx];
-                *c = c.max(val);
+                let at = py * self.w + qx;
+                if val > self.v[at] {
+                    self.v[at] = val;
+                    self.owner[at] = id;
+                }
             }
         }
     }
@@ -328,34 +340,176 @@ pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
         0.0
     };
     let mut cov = Coverage::new(w, h);
-    cov.draw(digit, x, y, size, angle);
+    cov.draw(digit, 0, x, y, size, angle);
     finish(cov, style, size, rng)
 }
 
 /// Several MNIST digits written side by side on one line, as a PNG: varied sizes and spacing,
 /// some touching.
-pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Vec<u8> {
-    render_line(digits, rng, |rng, size| {
+pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Line {
+    let gap = |rng: &mut Rng, size: f32| {
         if rng.uniform() < 0.15 {
             -0.02 * size
         } else {
             rng.range(0.05, 0.35) * size
         }
-    })
+    };
+    render_line(digits, rng, gap, 0.1, Style::Canvas)
+}
+
+/// The `index`th of a seeded series of numbers of 2-6 digits drawn from `digits`, written by
+/// [`render_number`]: the line, and the number it shows.
+pub fn number_from(digits: &Digits, seed: u64, index: usize) -> (Line, String) {
+    let mut rng = Rng::derive(seed, &[99, index as u64]);
+    let len = 2 + rng.below(5);
+    let picked: Vec<usize> = (0..len).map(|_| rng.below(digits.len())).collect();
+    let images: Vec<&[u8]> = picked.iter().map(|&j| digits.image(j)).collect();
+    let text = picked
+        .iter()
+        .map(|&j| char::from(b'0' + digits.labels[j]))
+        .collect();
+    (render_number(&images, &mut rng), text)
 }
 
 /// Two digits written so close that their ink touches or overlaps, as a PNG: what a reader of
 /// numbers must not take for one digit.
 pub fn render_touching_pair(a: &[u8], b: &[u8], rng: &mut Rng) -> Vec<u8> {
-    render_line(&[a, b], rng, |rng, size| rng.range(-0.1, 0.0) * size)
+    let gap = |rng: &mut Rng, size: f32| rng.range(-0.1, 0.0) * size;
+    render_line(&[a, b], rng, gap, 0.1, Style::Canvas).bytes
 }
 
-/// Digits on one line; `gap(rng, size)` gives the space before each digit after the first.
+/// Styles a line for teaching the number reader: the shapes of strokes people write with.
+const LINE_STYLES: [Style; 5] = [
+    Style::Canvas,
+    Style::Canvas,
+    Style::Thick,
+    Style::Thin,
+    Style::Blurred,
+];
+
+/// A line of digits for teaching the number reader where digits begin and end, with its ground
+/// truth: wider ranges of spacing (a third touching or overlapping), size and stroke than
+/// [`render_number`]'s, so the reader does not learn one generator's habits. Only ever fed
+/// with training digits.
+pub fn render_training_line(digits: &[&[u8]], rng: &mut Rng) -> Line {
+    let gap = |rng: &mut Rng, size: f32| {
+        if rng.uniform() < 0.3 {
+            rng.range(-0.12, 0.0) * size
+        } else {
+            rng.range(0.0, 0.45) * size
+        }
+    };
+    let style = LINE_STYLES[rng.below(LINE_STYLES.len())];
+    render_line(digits, rng, gap, 0.2, style)
+}
+
+/// A synthetic line of digits and which digit drew each pixel.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The encoded image.
+    pub bytes: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+    /// Per pixel: the digit (0 = the leftmost) that drew the strongest ink there, before the
+    /// style thickened or blurred it; [`NO_OWNER`] where none did.
+    pub owner: Vec<u8>,
+    pub digits: usize,
+    /// How far the style may have spread ink, in pixels.
+    pub spread: usize,
+}
+
+impl Line {
+    /// The ground truth for this line's ink map (read from [`Line::bytes`]): ink the style
+    /// spread belongs to the digit whose drawn ink is nearest.
+    pub fn truth<'a>(&self, ink: &'a InkMap) -> Truth<'a> {
+        let mut owner = self.owner.clone();
+        spread_owners(&mut owner, self.width, self.height, self.spread);
+        let mut digit_ink = vec![0f32; self.digits];
+        for (&o, &v) in owner.iter().zip(&ink.ink) {
+            if o != NO_OWNER {
+                digit_ink[o as usize] += v;
+            }
+        }
+        Truth {
+            owner,
+            ink,
+            digit_ink,
+        }
+    }
+}
+
+/// Which digit every bit of a line's ink belongs to.
+pub struct Truth<'a> {
+    owner: Vec<u8>,
+    ink: &'a InkMap,
+    /// Each digit's total ink.
+    digit_ink: Vec<f32>,
+}
+
+impl Truth<'_> {
+    /// How nearly `region` holds exactly one digit: the largest share of any digit's ink that
+    /// it holds (its main digit's), and the next largest (another digit's, which should be
+    /// near 0: a 1 run into a 3 is a small part of the piece's ink, but all of the 1's).
+    pub fn attribution(&self, region: &Region) -> (f32, f32) {
+        let mut inside = vec![0f32; self.digit_ink.len()];
+        for y in 0..region.h {
+            for x in 0..region.w {
+                if region.mask.as_ref().is_some_and(|m| !m[y * region.w + x]) {
+                    continue;
+                }
+                let at = (region.y + y) * self.ink.width + region.x + x;
+                if let Some(held) = inside.get_mut(self.owner[at] as usize) {
+                    *held += self.ink.ink[at];
+                }
+            }
+        }
+        let (mut main, mut next) = (0f32, 0f32);
+        for (held, total) in inside.iter().zip(&self.digit_ink) {
+            let share = held / total.max(f32::MIN_POSITIVE);
+            if share > main {
+                (main, next) = (share, main);
+            } else if share > next {
+                next = share;
+            }
+        }
+        (main, next)
+    }
+}
+
+/// Gives pixels no digit drew the owner of the nearest drawn pixel up to `reach` pixels away
+/// (8-connected steps), so ink a style spread out still has its digit.
+fn spread_owners(owner: &mut [u8], w: usize, h: usize, reach: usize) {
+    let mut frontier: Vec<usize> = (0..w * h).filter(|&p| owner[p] != NO_OWNER).collect();
+    for _ in 0..reach {
+        let mut next = Vec::new();
+        for &p in &frontier {
+            let (x, y) = (p % w, p / w);
+            for ny in y.saturating_sub(1)..(y + 2).min(h) {
+                for nx in x.saturating_sub(1)..(x + 2).min(w) {
+                    let q = ny * w + nx;
+                    if owner[q] == NO_OWNER {
+                        owner[q] = owner[p];
+                        next.push(q);
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+}
+
+/// Digits on one line; `gap(rng, size)` gives the space before each digit after the first,
+/// `scatter` how much each digit's size varies either way.
 fn render_line(
     digits: &[&[u8]],
     rng: &mut Rng,
     mut gap: impl FnMut(&mut Rng, f32) -> f32,
-) -> Vec<u8> {
+    scatter: f32,
+    style: Style,
+) -> Line {
     let size = rng.range(90.0, 160.0);
     let s = size / 28.0;
     let boxes: Vec<_> = digits.iter().map(|d| ink_box(d)).collect();
@@ -363,7 +517,7 @@ fn render_line(
     let mut placements = Vec::new();
     let mut cursor = margin;
     for (i, b) in boxes.iter().enumerate() {
-        let scale = rng.range(0.9, 1.1);
+        let scale = rng.range(1.0 - scatter, 1.0 + scatter);
         if i > 0 {
             cursor += gap(rng, size);
         }
@@ -374,13 +528,22 @@ fn render_line(
     }
     let (w, h) = (
         (cursor + margin) as usize,
-        (size * 1.1 + 2.0 * margin) as usize,
+        (size * (1.0 + scatter) + 2.0 * margin) as usize,
     );
     let mut cov = Coverage::new(w, h);
-    for (d, &(x, y, sz)) in digits.iter().zip(&placements) {
-        cov.draw(d, x, y, sz, 0.0);
+    for (id, (d, &(x, y, sz))) in digits.iter().zip(&placements).enumerate() {
+        cov.draw(d, id as u8, x, y, sz, 0.0);
     }
-    finish(cov, Style::Canvas, size, rng)
+    let owner = cov.owner.clone();
+    Line {
+        bytes: finish(cov, style, size, rng),
+        width: w,
+        height: h,
+        owner,
+        digits: digits.len(),
+        // Thickening and blur spread ink by at most about size / 15 pixels.
+        spread: (size / 12.0) as usize,
+    }
 }
 
 /// A valid 1x1 PNG whose header claims `width x height` pixels (with a correct checksum):
@@ -433,10 +596,38 @@ mod tests {
     }
 
     #[test]
+    fn truth_credits_each_piece_to_its_digit_whatever_the_stroke() {
+        let d = seven();
+        for style in [Style::Canvas, Style::Thick, Style::Thin, Style::Blurred] {
+            let mut rng = Rng::new(6);
+            let line = render_line(&[&d, &d], &mut rng, |_, size| 0.5 * size, 0.0, style);
+            let img = crate::decode(&line.bytes, &crate::Limits::default()).unwrap();
+            let ink = InkMap::from_rgba(&img).unwrap();
+            let truth = line.truth(&ink);
+            let segments = crate::segment(&ink);
+            assert_eq!(segments.len(), 2, "{style:?}");
+            let (a, b) = (&segments[0].options[0][0], &segments[1].options[0][0]);
+            for piece in [a, b] {
+                let (main, stray) = truth.attribution(piece);
+                assert!(main > 0.95 && stray < 0.01, "{style:?}: {main} {stray}");
+            }
+            let (main, stray) = truth.attribution(&a.union(b));
+            assert!(main > 0.95 && stray > 0.95, "{style:?}: {main} {stray}");
+            let left_half = Region {
+                w: a.w / 2,
+                mask: None,
+                ..a.clone()
+            };
+            let (main, stray) = truth.attribution(&left_half);
+            assert!(main < 0.75 && stray < 0.01, "{style:?}: {main} {stray}");
+        }
+    }
+
+    #[test]
     fn numbers_segment_into_their_digits() {
         let mut rng = Rng::new(5);
         let d = seven();
-        let bytes = render_number(&[&d, &d, &d], &mut rng);
+        let bytes = render_number(&[&d, &d, &d], &mut rng).bytes;
         let img = crate::decode(&bytes, &crate::Limits::default()).unwrap();
         let ink = crate::InkMap::from_rgba(&img).unwrap();
         assert_eq!(crate::segment(&ink).len(), 3);
