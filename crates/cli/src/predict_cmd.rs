@@ -219,6 +219,9 @@ pub struct RealworldArgs {
     /// Synthetic numbers of 2-6 test digits.
     #[arg(long, default_value_t = 1000)]
     numbers: usize,
+    /// How the numbers are written (the digits' styles; a rotated number stays level).
+    #[arg(long, default_value = "canvas", value_parser = parse_style)]
+    number_style: Style,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Digits to redraw: `test` for reported figures, or `validation` (the training images the
@@ -231,6 +234,16 @@ pub struct RealworldArgs {
     save_failures: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+fn parse_style(s: &str) -> Result<Style, String> {
+    Style::ALL
+        .into_iter()
+        .find(|style| style.name() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Style::ALL.iter().map(Style::name).collect();
+            format!("unknown style '{s}' (choose {})", names.join(", "))
+        })
 }
 
 /// Runs `task(i, model)` for `0..n` in parallel, one model copy per worker.
@@ -305,7 +318,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
         rows.push((style.name().to_string(), correct, results.len()));
     }
     let number_results = parallel(&model, args.numbers, &bar, |i, m| {
-        let (line, want) = number_from(&digits, args.seed, i);
+        let (line, want) = number_from(&digits, args.number_style, args.seed, i);
         let bytes = line.bytes;
         let got = read_number(m, &bytes, &limits)
             .map(|n| n.text)

@@ -379,6 +379,26 @@ fn realistic_drawings_and_numbers_are_read() {
     ]));
     // 98.27% on 3,000 (BENCHMARKS.md).
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
+    // A photo of a number on paper lit from one side: 97.8% on 1,000.
+    let v = json(&digits(&[
+        "realworld",
+        "--source",
+        "validation",
+        "--per-style",
+        "0",
+        "--numbers",
+        "200",
+        "--number-style",
+        "uneven-light",
+        "--json",
+    ]));
+    assert!(v["number_accuracy"].as_f64().unwrap() >= 0.94, "{v}");
+    let o = digits(&["realworld", "--number-style", "sketchy"]);
+    assert!(
+        !o.status.success() && text(&o).contains("uneven-light"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use digits_data::split::{split, SEED, VALIDATION};
 use digits_data::DataDir;
 use digits_model::recognize::read_number;
 use digits_model::{shipped, Classify, Model};
-use digits_vision::synth::{number_from, Truth};
+use digits_vision::synth::{number_from, Style, Truth};
 use digits_vision::{decode, lattice, InkMap, Lattice, Limits, Region};
 use rayon::prelude::*;
 
@@ -69,7 +69,7 @@ fn read_regions(model: &mut Model, ink: &InkMap, regions: &[Region]) -> String {
 }
 
 fn cause(model: &mut Model, digits: &digits_data::Digits, i: usize) -> (usize, String) {
-    let (line, want) = number_from(digits, 1, i);
+    let (line, want) = number_from(digits, Style::Canvas, 1, i);
     let got = read_number(model, &line.bytes, &Limits::default())
         .map(|n| n.text)
         .unwrap_or_default();

@@ -344,9 +344,9 @@ pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
     finish(cov, style, size, rng)
 }
 
-/// Several MNIST digits written side by side on one line, as a PNG: varied sizes and spacing,
-/// some touching.
-pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Line {
+/// Several MNIST digits written side by side on one line, as an image in `style` (rotation
+/// aside: the line stays level): varied sizes and spacing, some touching.
+pub fn render_number(digits: &[&[u8]], style: Style, rng: &mut Rng) -> Line {
     let gap = |rng: &mut Rng, size: f32| {
         if rng.uniform() < 0.15 {
             -0.02 * size
@@ -354,12 +354,12 @@ pub fn render_number(digits: &[&[u8]], rng: &mut Rng) -> Line {
             rng.range(0.05, 0.35) * size
         }
     };
-    render_line(digits, rng, gap, 0.1, Style::Canvas)
+    render_line(digits, rng, gap, 0.1, style)
 }
 
 /// The `index`th of a seeded series of numbers of 2-6 digits drawn from `digits`, written by
-/// [`render_number`]: the line, and the number it shows.
-pub fn number_from(digits: &Digits, seed: u64, index: usize) -> (Line, String) {
+/// [`render_number`] in `style`: the line, and the number it shows.
+pub fn number_from(digits: &Digits, style: Style, seed: u64, index: usize) -> (Line, String) {
     let mut rng = Rng::derive(seed, &[99, index as u64]);
     let len = 2 + rng.below(5);
     let picked: Vec<usize> = (0..len).map(|_| rng.below(digits.len())).collect();
@@ -368,7 +368,7 @@ pub fn number_from(digits: &Digits, seed: u64, index: usize) -> (Line, String) {
         .iter()
         .map(|&j| char::from(b'0' + digits.labels[j]))
         .collect();
-    (render_number(&images, &mut rng), text)
+    (render_number(&images, style, &mut rng), text)
 }
 
 /// Two digits written so close that their ink touches or overlaps, as a PNG: what a reader of
@@ -627,7 +627,7 @@ mod tests {
     fn numbers_segment_into_their_digits() {
         let mut rng = Rng::new(5);
         let d = seven();
-        let bytes = render_number(&[&d, &d, &d], &mut rng).bytes;
+        let bytes = render_number(&[&d, &d, &d], Style::Canvas, &mut rng).bytes;
         let img = crate::decode(&bytes, &crate::Limits::default()).unwrap();
         let ink = crate::InkMap::from_rgba(&img).unwrap();
         assert_eq!(crate::segment(&ink).len(), 3);
