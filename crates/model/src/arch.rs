@@ -55,8 +55,6 @@ impl Architecture {
         let dense = |units, relu| LayerSpec::Dense { units, relu };
         let drop = |rate| LayerSpec::Dropout { rate };
         let pool = || LayerSpec::MaxPool2d { size: 2 };
-        // A padded 3x3 convolution, batch norm (which makes a bias redundant), ReLU.
-        let block = |filters| [conv(filters, 1, false, false), bn(), LayerSpec::Relu];
         match self {
             Architecture::Cnn => [
                 &block(32)[..],
@@ -77,11 +75,7 @@ impl Architecture {
                 drop(0.5),
                 dense(10, false),
             ],
-            Architecture::CnnSmall => [16, 32, 64]
-                .into_iter()
-                .flat_map(|f| block(f).into_iter().chain([pool()]))
-                .chain([dense(10, false)])
-                .collect(),
+            Architecture::CnnSmall => pooled_blocks(&[16, 32, 64], 10),
             Architecture::Mlp => vec![
                 dense(512, true),
                 drop(0.2),
@@ -121,6 +115,42 @@ impl Architecture {
             ),
         }
     }
+}
+
+/// A padded 3x3 convolution without bias, batch norm (which makes a bias redundant), ReLU.
+fn block(filters: usize) -> [LayerSpec; 3] {
+    [
+        LayerSpec::Conv2d {
+            filters,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: false,
+            relu: false,
+        },
+        LayerSpec::BatchNorm {
+            momentum: 0.1,
+            eps: 1e-5,
+        },
+        LayerSpec::Relu,
+    ]
+}
+
+/// A [`block`] and a 2x2 max pool for each of `filters`, then a dense layer of `outputs`: a
+/// small network that is quick to train.
+pub fn pooled_blocks(filters: &[usize], outputs: usize) -> Vec<LayerSpec> {
+    filters
+        .iter()
+        .flat_map(|&f| {
+            block(f)
+                .into_iter()
+                .chain([LayerSpec::MaxPool2d { size: 2 }])
+        })
+        .chain([LayerSpec::Dense {
+            units: outputs,
+            relu: false,
+        }])
+        .collect()
 }
 
 /// Our usual recipe: AdamW (weight decay 1e-4) on batches of 128, the learning rate rising to

@@ -9,8 +9,9 @@
 //! piece to the same size. The judge is taught on lines of *training* digits whose every pixel's
 //! digit is known, with exactly the pieces the reader weighs ([`digits_vision::lattice`]).
 
+use crate::arch::pooled_blocks;
 use crate::model::training_set_sha256;
-use crate::train::{EpochStats, Observer};
+use crate::train::{Epoch, EpochStats, Observer};
 use digits_data::split::HeldOut;
 use digits_data::Digits;
 use digits_nn::{
@@ -22,7 +23,6 @@ use digits_vision::synth::render_training_line;
 use digits_vision::{context_view, decode, lattice, InkMap, Limits, VIEW_CHANNELS, VIEW_H, VIEW_W};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
 
 /// The judge's input: a piece in its line, two channels (the piece's ink, its neighbours').
 pub const JUDGE_INPUT: Shape = Shape::new(VIEW_H, VIEW_W, VIEW_CHANNELS);
@@ -89,33 +89,9 @@ pub struct Judge {
 }
 
 /// Three conv blocks (16-32-64) with batch norm and pooling, then two outputs (not whole,
-/// whole).
+/// whole): `cnn-small`'s layers.
 pub fn judge_layers() -> Vec<LayerSpec> {
-    [16, 32, 64]
-        .into_iter()
-        .flat_map(|filters| {
-            [
-                LayerSpec::Conv2d {
-                    filters,
-                    kernel: 3,
-                    stride: 1,
-                    padding: 1,
-                    bias: false,
-                    relu: false,
-                },
-                LayerSpec::BatchNorm {
-                    momentum: 0.1,
-                    eps: 1e-5,
-                },
-                LayerSpec::Relu,
-                LayerSpec::MaxPool2d { size: 2 },
-            ]
-        })
-        .chain([LayerSpec::Dense {
-            units: 2,
-            relu: false,
-        }])
-        .collect()
+    pooled_blocks(&[16, 32, 64], 2)
 }
 
 impl Judge {
@@ -257,12 +233,15 @@ pub fn train_judge(
     let mut labels = Vec::with_capacity(batch);
     let mut dlogits = Vec::new();
     for epoch in 0..training.epochs {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::derive(seed, &[3, epoch as u64]).shuffle(&mut order);
-        let start = Instant::now();
-        let (mut loss_sum, mut correct) = (0f64, 0usize);
-        for s in 0..steps {
-            let idx = &order[s * batch..((s + 1) * batch).min(order.len())];
+        let plan = Epoch {
+            examples: train.len(),
+            batch,
+            steps,
+            run: steps,
+            index: epoch,
+            seed,
+        };
+        let pass = plan.train(observer, |s, idx| {
             let input = judge.net.input_mut(idx.len());
             input
                 .par_chunks_mut(VIEW_LEN)
@@ -284,29 +263,10 @@ pub fn train_judge(
             judge.net.backward(&dlogits);
             let lr = training.schedule.rate(training.learning_rate, step, total);
             optimizer.step(judge.net.params_mut(), lr);
-            loss_sum += loss as f64 * idx.len() as f64;
-            correct += ok;
-            let seen = (s + 1) * batch;
-            observer.batch(
-                epoch,
-                s + 1,
-                steps,
-                loss,
-                seen as f32 / start.elapsed().as_secs_f32(),
-            );
-        }
-        let seconds = start.elapsed().as_secs_f32();
+            (loss, ok)
+        });
         let (validation_loss, validation_accuracy) = score(&mut judge, validation);
-        let seen = steps * batch;
-        let stats = EpochStats {
-            epoch: epoch + 1,
-            train_loss: (loss_sum / seen as f64) as f32,
-            train_accuracy: correct as f32 / seen as f32,
-            validation_loss,
-            validation_accuracy,
-            seconds,
-            images_per_second: seen as f32 / seconds.max(1e-9),
-        };
+        let stats = pass.stats(epoch, validation_loss, validation_accuracy);
         observer.epoch(&stats);
         judge.meta.history.push(stats);
     }

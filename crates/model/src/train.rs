@@ -30,6 +30,76 @@ pub struct Progress {
     pub history: Vec<EpochStats>,
 }
 
+/// One epoch of training: `run` of its `steps` batches of `batch` examples, drawn in a seeded
+/// shuffle of `examples`.
+pub(crate) struct Epoch {
+    pub examples: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub run: usize,
+    pub index: usize,
+    pub seed: u64,
+}
+
+/// What an epoch's training pass measured.
+pub(crate) struct Pass {
+    loss: f32,
+    accuracy: f32,
+    seconds: f32,
+    images_per_second: f32,
+}
+
+impl Epoch {
+    /// Trains on each batch with `step(s, indices)`, which returns the batch's mean loss and
+    /// right answers, reporting every batch to `observer`.
+    pub fn train(
+        &self,
+        observer: &mut dyn Observer,
+        mut step: impl FnMut(usize, &[usize]) -> (f32, usize),
+    ) -> Pass {
+        let mut order: Vec<usize> = (0..self.examples).collect();
+        Rng::derive(self.seed, &[3, self.index as u64]).shuffle(&mut order);
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        for s in 0..self.run {
+            let idx = &order[s * self.batch..((s + 1) * self.batch).min(self.examples)];
+            let (loss, ok) = step(s, idx);
+            loss_sum += loss as f64 * idx.len() as f64;
+            correct += ok;
+            seen += idx.len();
+            let rate = seen as f32 / start.elapsed().as_secs_f32();
+            observer.batch(self.index, s + 1, self.steps, loss, rate);
+        }
+        let seconds = start.elapsed().as_secs_f32();
+        Pass {
+            loss: (loss_sum / seen.max(1) as f64) as f32,
+            accuracy: correct as f32 / seen.max(1) as f32,
+            seconds,
+            images_per_second: seen as f32 / seconds.max(1e-9),
+        }
+    }
+}
+
+impl Pass {
+    /// The epoch's record, with its scores on the validation set.
+    pub fn stats(
+        &self,
+        epoch: usize,
+        validation_loss: f32,
+        validation_accuracy: f32,
+    ) -> EpochStats {
+        EpochStats {
+            epoch: epoch + 1,
+            train_loss: self.loss,
+            train_accuracy: self.accuracy,
+            validation_loss,
+            validation_accuracy,
+            seconds: self.seconds,
+            images_per_second: self.images_per_second,
+        }
+    }
+}
+
 /// Receives progress; the CLI draws bars from it, tests ignore it.
 pub trait Observer {
     fn batch(
@@ -155,36 +225,20 @@ impl Trainer {
         let mut budget = max_batches.unwrap_or(usize::MAX);
         while self.progress.epochs_done < epochs && budget > 0 {
             let epoch = self.progress.epochs_done;
-            let mut order: Vec<usize> = (0..split.train.len()).collect();
-            Rng::derive(self.model.meta.seed, &[3, epoch as u64]).shuffle(&mut order);
-            let start = Instant::now();
-            let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-            for s in 0..steps.min(budget) {
-                let idx = &order[s * batch_size..(s + 1) * batch_size];
-                let (loss, ok) = self.step(&split.train, idx, epoch, epoch * steps + s, total);
-                loss_sum += loss as f64 * idx.len() as f64;
-                correct += ok;
-                seen += idx.len();
-                observer.batch(
-                    epoch,
-                    s + 1,
-                    steps,
-                    loss,
-                    seen as f32 / start.elapsed().as_secs_f32(),
-                );
-                budget -= 1;
-            }
-            let seconds = start.elapsed().as_secs_f32();
-            let val = evaluate(&mut self.model, &split.validation);
-            let stats = EpochStats {
-                epoch: epoch + 1,
-                train_loss: (loss_sum / seen.max(1) as f64) as f32,
-                train_accuracy: correct as f32 / seen.max(1) as f32,
-                validation_loss: val.loss,
-                validation_accuracy: val.accuracy,
-                seconds,
-                images_per_second: seen as f32 / seconds.max(1e-9),
+            let plan = Epoch {
+                examples: split.train.len(),
+                batch: batch_size,
+                steps,
+                run: steps.min(budget),
+                index: epoch,
+                seed: self.model.meta.seed,
             };
+            let pass = plan.train(observer, |s, idx| {
+                self.step(&split.train, idx, epoch, epoch * steps + s, total)
+            });
+            budget -= plan.run;
+            let val = evaluate(&mut self.model, &split.validation);
+            let stats = pass.stats(epoch, val.loss, val.accuracy);
             tracing::info!(?stats, "epoch finished");
             observer.epoch(&stats);
             self.progress.history.push(stats);
