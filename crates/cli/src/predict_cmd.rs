@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use digits_data::DataDir;
+use digits_model::eval::expected_calibration_error;
 use digits_model::recognize::{read_digit, read_number, NumberReading, Reading};
 use digits_model::{shipped, Model};
 use digits_rng::Rng;
@@ -320,18 +321,19 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let number_results = parallel(&model, args.numbers, &bar, |i, m| {
         let (line, want) = number_from(&digits, args.number_style, args.seed, i);
         let bytes = line.bytes;
-        let got = read_number(m, &bytes, &limits)
-            .map(|n| n.text)
-            .unwrap_or_else(|_| "none".into());
+        let (got, confidence) = read_number(m, &bytes, &limits)
+            .map(|n| (n.text, n.confidence))
+            .unwrap_or_else(|_| ("none".into(), 0.0));
         if got != want {
             save(format!("number{i}-is{want}-read{got}.png"), &bytes);
         }
-        got == want
+        (confidence, got == want)
     });
     bar.finish_and_clear();
     let digits_correct: usize = rows.iter().map(|r| r.1).sum();
     let digits_total: usize = rows.iter().map(|r| r.2).sum();
-    let numbers_correct = number_results.iter().filter(|&&ok| ok).count();
+    let numbers_correct = number_results.iter().filter(|(_, ok)| *ok).count();
+    let number_calibration = expected_calibration_error(&number_results);
     if args.json {
         let styles: serde_json::Map<String, serde_json::Value> = rows
             .iter()
@@ -347,6 +349,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
             json!({"model": args.model, "styles": styles,
                 "digit_accuracy": digits_correct as f64 / digits_total.max(1) as f64,
                 "number_accuracy": numbers_correct as f64 / args.numbers.max(1) as f64,
+                "number_calibration_error": number_calibration,
                 "numbers": args.numbers})
         );
     } else {
@@ -363,10 +366,11 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
             100.0 * digits_correct as f64 / digits_total.max(1) as f64
         );
         println!(
-            "{:<14} {:>8.2}%  ({numbers_correct}/{} read exactly)",
+            "{:<14} {:>8.2}%  ({numbers_correct}/{} read exactly; calibration error of their confidence {:.2}%)",
             "numbers",
             100.0 * numbers_correct as f64 / args.numbers.max(1) as f64,
-            args.numbers
+            args.numbers,
+            100.0 * number_calibration
         );
     }
     Ok(())

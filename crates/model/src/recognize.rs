@@ -26,8 +26,8 @@ pub struct Reading {
 pub struct NumberReading {
     pub text: String,
     pub digits: Vec<Reading>,
-    /// Probability that the reading is right: every piece one whole digit (the judge's word)
-    /// and read right (the model's).
+    /// Probability that every digit is right (product of the digits' confidences; with the
+    /// judge's probabilities multiplied in too, it came out worse calibrated: BENCHMARKS.md).
     pub confidence: f32,
     pub uncertain: bool,
 }
@@ -193,21 +193,23 @@ pub fn read_number_image(
         .collect();
     let chosen = best_path(&lattice, &step_scores);
     let mut digits = Vec::new();
-    let mut confidence = 1.0;
     for k in chosen {
-        for i in starts[k]..starts[k] + lattice.steps[k].pieces.len() {
+        for read in &mut reads[starts[k]..][..lattice.steps[k].pieces.len()] {
             // Every blob read whole scores above minus infinity, so the best path never
             // holds a piece that was not read.
-            let Some((normalized, prediction)) = reads[i].take() else {
+            let Some((normalized, prediction)) = read.take() else {
                 unreachable!("the best reading holds only pieces that were read");
             };
-            confidence *= prediction.confidence * whole[i];
             digits.push(Reading::new(prediction, normalized));
         }
     }
     if digits.is_empty() {
         return Err(VisionError::NoInk);
     }
+    let confidence = digits
+        .iter()
+        .map(|d| d.prediction.confidence)
+        .product::<f32>();
     Ok(NumberReading {
         text: digits
             .iter()
