@@ -366,7 +366,10 @@ fn realistic_drawings_and_numbers_are_read() {
     let v = realworld(&[&held_out[..], &["300"]].concat());
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     // A number's confidence means what it says: 0.60% calibration error on 3,000.
-    assert!(v["number_calibration_error"].as_f64().unwrap() < 0.03, "{v}");
+    assert!(
+        v["number_calibration_error"].as_f64().unwrap() < 0.03,
+        "{v}"
+    );
     // A photo of a number on paper lit from one side: 97.8% of 1,000.
     let v = realworld(&[&held_out[..], &["200", "--number-style", "uneven-light"]].concat());
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.94, "{v}");

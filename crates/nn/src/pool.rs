@@ -121,11 +121,21 @@ impl MaxPool2d {
         }
     }
 
+    /// Scatters each output's gradient onto the input that won, image by image in parallel
+    /// (each image's winners lie in its own part of `dx`).
     pub(crate) fn backward(&self, dy: &[f32], dx: &mut [f32], batch: usize) {
-        dx[..batch * self.input.len()].fill(0.0);
-        for (&at, &d) in self.argmax.iter().zip(dy) {
-            dx[at as usize] += d;
-        }
+        let (in_len, out_len) = (self.input.len(), self.output.len());
+        dx[..batch * in_len]
+            .par_chunks_mut(in_len)
+            .zip(dy.par_chunks(out_len).zip(self.argmax.par_chunks(out_len)))
+            .enumerate()
+            .for_each(|(n, (dx, (dy, arg)))| {
+                dx.fill(0.0);
+                let first = n * in_len;
+                for (&at, &d) in arg.iter().zip(dy) {
+                    dx[at as usize - first] += d;
+                }
+            });
     }
 }
 
@@ -163,8 +173,9 @@ impl Dropout {
         let threshold = (self.rate * 65536.0) as u64;
         self.mask
             .par_chunks_exact_mut(len)
+            .zip(y.par_chunks_exact_mut(len).zip(x.par_chunks_exact(len)))
             .enumerate()
-            .for_each(|(n, mask)| {
+            .for_each(|(n, (mask, (y, x)))| {
                 let mut rng = Rng::derive(ctx.seed, &[ctx.index as u64, n as u64]);
                 for quad in mask.chunks_mut(4) {
                     let bits = rng.next_u64();
@@ -176,19 +187,23 @@ impl Dropout {
                         };
                     }
                 }
+                y.iter_mut()
+                    .zip(x.iter().zip(mask.iter()))
+                    .for_each(|(y, (&x, &m))| *y = x * m);
             });
-        y.iter_mut()
-            .zip(x.iter().zip(&self.mask))
-            .for_each(|(y, (&x, &m))| *y = x * m);
     }
 
     pub(crate) fn backward(&self, dy: &[f32], dx: &mut [f32]) {
         if self.mask.is_empty() {
             dx.copy_from_slice(dy);
         } else {
-            dx.iter_mut()
-                .zip(dy.iter().zip(&self.mask))
-                .for_each(|(dx, (&d, &m))| *dx = d * m);
+            dx.par_chunks_mut(PART)
+                .zip(dy.par_chunks(PART).zip(self.mask.par_chunks(PART)))
+                .for_each(|(dx, (dy, mask))| {
+                    dx.iter_mut()
+                        .zip(dy.iter().zip(mask))
+                        .for_each(|(dx, (&d, &m))| *dx = d * m);
+                });
         }
     }
 }
