@@ -3,7 +3,7 @@
 //! touch, ordered left to right.
 
 use crate::ink::{InkMap, Region};
-use crate::resample::area;
+use crate::resample::taps;
 
 /// Ink level that counts as a stroke when finding components.
 const STROKE: f32 = 0.3;
@@ -361,44 +361,55 @@ pub fn context_view(ink: &InkMap, piece: &Region, line: &LineBox) -> Vec<f32> {
         (cx - sw as f32 / 2.0).round() as isize,
         (cy - sh as f32 / 2.0).round() as isize,
     );
-    let (mut own, mut other) = (vec![0f32; sw * sh], vec![0f32; sw * sh]);
-    for wy in 0..sh {
-        let y = top + wy as isize;
-        if y < 0 || y >= ink.height as isize {
-            continue;
-        }
-        let y = y as usize;
-        for wx in 0..sw {
-            let x = left + wx as isize;
-            if x < 0 || x >= ink.width as isize {
+    // The part of the window inside the image, in window coordinates: only it is read, so a
+    // huge digit's window (mostly off the image) costs no more than the image.
+    let inside = |start: isize, len: usize, size: usize| {
+        let lo = (-start).clamp(0, len as isize) as usize;
+        let hi = (size as isize - start).clamp(lo as isize, len as isize) as usize;
+        lo..hi
+    };
+    let (cols, rows) = (inside(left, sw, ink.width), inside(top, sh, ink.height));
+    let is_mine = |x: usize, y: usize| {
+        (piece.x..piece.x + piece.w).contains(&x)
+            && (piece.y..piece.y + piece.h).contains(&y)
+            && piece
+                .mask
+                .as_ref()
+                .is_none_or(|m| m[(y - piece.y) * piece.w + x - piece.x])
+    };
+    // Area averaging as `resample::area` does it, rows first: each view row is the weighted
+    // sum of the window rows it covers, split into the piece's ink and the rest.
+    let mut own = vec![0f32; VIEW_H * sw];
+    let mut other = vec![0f32; VIEW_H * sw];
+    for (vy, (first, weights)) in taps(sh, VIEW_H).into_iter().enumerate() {
+        for (k, wt) in weights.into_iter().enumerate() {
+            let wy = first + k;
+            if !rows.contains(&wy) {
                 continue;
             }
-            let x = x as usize;
-            let v = ink.ink[y * ink.width + x];
-            if v == 0.0 {
-                continue;
-            }
-            let mine = (piece.x..piece.x + piece.w).contains(&x)
-                && (piece.y..piece.y + piece.h).contains(&y)
-                && piece
-                    .mask
-                    .as_ref()
-                    .is_none_or(|m| m[(y - piece.y) * piece.w + x - piece.x]);
-            if mine {
-                own[wy * sw + wx] = v;
-            } else {
-                other[wy * sw + wx] = v;
+            let y = (top + wy as isize) as usize;
+            for wx in cols.clone() {
+                let x = (left + wx as isize) as usize;
+                let v = ink.ink[y * ink.width + x];
+                if v == 0.0 {
+                    continue;
+                }
+                let dst = if is_mine(x, y) { &mut own } else { &mut other };
+                dst[vy * sw + wx] += wt * v;
             }
         }
     }
-    let (own, other) = (
-        area(&own, sw, sh, VIEW_W, VIEW_H),
-        area(&other, sw, sh, VIEW_W, VIEW_H),
-    );
-    own.into_iter()
-        .zip(other)
-        .flat_map(|(a, b)| [a, b])
-        .collect()
+    let column_taps = taps(sw, VIEW_W);
+    let mut view = Vec::with_capacity(VIEW_H * VIEW_W * VIEW_CHANNELS);
+    for vy in 0..VIEW_H {
+        for (first, weights) in &column_taps {
+            for channel in [&own, &other] {
+                let row = &channel[vy * sw + first..];
+                view.push(weights.iter().zip(row).map(|(wt, v)| wt * v).sum());
+            }
+        }
+    }
+    view
 }
 
 /// The region of a blob: its box, and its own pixels grown by one to keep the anti-aliased rim.
@@ -608,6 +619,27 @@ mod tests {
         // 40 of 120 source pixels wide: 6.7 view columns about the centre (20).
         assert_eq!((cols(0)[0], *cols(0).last().unwrap()), (17, 22));
         assert_eq!((cols(1)[0], *cols(1).last().unwrap()), (25, 31));
+    }
+
+    #[test]
+    fn a_huge_digit_is_viewed_from_the_image_alone() {
+        // A 6000-pixel stroke: its window is 12000x8400 source pixels, nearly all off the
+        // image; only the part on it is read.
+        let m = map(300, 6000, &[(100, 0, 200, 6000)]);
+        let line = LineBox {
+            top: 0,
+            bottom: 6000,
+            digit_height: 6000,
+        };
+        let view = context_view(&m, &m.full_region(), &line);
+        let own: f32 = view.iter().step_by(VIEW_CHANNELS).sum();
+        // 100 x 6000 ink pixels, 300 x 300 of them per view pixel.
+        assert!((own - 100.0 * 6000.0 / 90_000.0).abs() < 1e-3, "{own}");
+        assert!(view
+            .iter()
+            .skip(1)
+            .step_by(VIEW_CHANNELS)
+            .all(|&v| v == 0.0));
     }
 
     #[test]

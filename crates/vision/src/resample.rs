@@ -11,7 +11,7 @@ pub fn area(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<f32> {
 
 /// Per output index along one axis: the first input index and the weights (summing to 1) of the
 /// input pixels it covers.
-fn taps(n_in: usize, out: usize) -> Vec<(usize, Vec<f32>)> {
+pub(crate) fn taps(n_in: usize, out: usize) -> Vec<(usize, Vec<f32>)> {
     let scale = n_in as f64 / out as f64;
     (0..out)
         .map(|o| {
