@@ -302,13 +302,13 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
                 .unwrap_or_else(|_| "none".into());
             let ok = got == digits.labels[idx].to_string();
             if !ok {
-                let ext = if *style == Style::Jpeg { "jpg" } else { "png" };
                 save(
                     format!(
-                        "{}-{}{idx}-is{}-read{got}.{ext}",
+                        "{}-{}{idx}-is{}-read{got}.{}",
                         style.name(),
                         args.source,
-                        digits.labels[idx]
+                        digits.labels[idx],
+                        style.extension()
                     ),
                     &bytes,
                 );
@@ -325,7 +325,8 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
             .map(|n| (n.text, n.confidence))
             .unwrap_or_else(|_| ("none".into(), 0.0));
         if got != want {
-            save(format!("number{i}-is{want}-read{got}.png"), &bytes);
+            let ext = args.number_style.extension();
+            save(format!("number{i}-is{want}-read{got}.{ext}"), &bytes);
         }
         (confidence, got == want)
     });

@@ -70,6 +70,15 @@ impl Style {
             Style::UnevenLight => "uneven-light",
         }
     }
+
+    /// The file extension of images rendered in this style.
+    pub fn extension(&self) -> &'static str {
+        if *self == Style::Jpeg {
+            "jpg"
+        } else {
+            "png"
+        }
+    }
 }
 
 /// Marks pixels no digit drew in [`Line::owner`].
