@@ -466,6 +466,7 @@ pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
         let mut v = serde_json::to_value(&e)?;
         v["model"] = serde_json::json!(args.model);
         v["architecture"] = serde_json::json!(model.kind());
+        v["precision"] = serde_json::json!(digits_model::precision().effective().name());
         println!("{v}");
     } else {
         print_evaluation(&args.model, &e);
@@ -475,7 +476,8 @@ pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
 
 fn print_evaluation(name: &str, e: &Evaluation) {
     println!(
-        "{name}: accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
+        "{name} ({} arithmetic): accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
+        digits_model::precision().effective().name(),
         100.0 * e.accuracy,
         e.errors,
         e.images,
@@ -594,10 +596,12 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({"model": model, "threads": threads, "stages": stages,
-                        "bulk_images": n, "bulk_images_per_second": bulk_ips})
+                        "bulk_images": n, "bulk_images_per_second": bulk_ips,
+                        "precision": digits_model::precision().effective().name()})
                 );
             } else {
-                println!("{model} ({threads} threads), medians of {runs} runs:");
+                let precision = digits_model::precision().effective().name();
+                println!("{model} ({threads} threads, {precision}), medians of {runs} runs:");
                 println!("  decode     {:>9.1} us", stages.decode_us);
                 println!("  ink map    {:>9.1} us", stages.ink_us);
                 println!("  normalize  {:>9.1} us", stages.normalize_us);

@@ -14,6 +14,7 @@ pub mod svm;
 pub mod train;
 
 pub use arch::{Architecture, TrainConfig};
+pub use digits_nn::{precision, set_precision, Precision};
 pub use ensemble::{EnsembleMeta, EnsembleModel};
 pub use file::ModelError;
 pub use model::{Classify, Model, ModelMeta, NeuralModel, Prediction};

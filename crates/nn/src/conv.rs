@@ -2,8 +2,9 @@
 //! convolution, the flattened samples for a dense layer) with a `[inputs x units]` weight
 //! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
 
-use crate::fastconv::{self, Prepared};
+use crate::fastconv::{self, Epilogue, Prepared};
 use crate::gemv;
+use crate::infer::Precision;
 use crate::layer::{group_ranges, Ctx, Param, Shape};
 use digits_linalg::{matmul, View};
 use digits_rng::Rng;
@@ -47,6 +48,28 @@ impl LinearCore {
             .collect()
     }
 
+    /// Makes the layer compute `act((x * w + b) * scale + shift)`: what a batch norm with
+    /// these per-unit `scale` and `shift` does to its output, folded into the weights and bias.
+    pub(crate) fn fold_affine(&mut self, scale: &[f32], shift: &[f32]) {
+        assert!(scale.len() == self.n && shift.len() == self.n);
+        for row in self.w.value.chunks_exact_mut(self.n) {
+            row.iter_mut().zip(scale).for_each(|(w, s)| *w *= s);
+        }
+        let n = self.n;
+        let b = self.b.get_or_insert_with(|| {
+            Param::new(
+                String::from("folded.bias"),
+                vec![n],
+                vec![0.0; n],
+                false,
+                false,
+            )
+        });
+        for ((b, s), t) in b.value.iter_mut().zip(scale).zip(shift) {
+            *b = *b * s + t;
+        }
+    }
+
     /// Length of a per-group gradient buffer (weights then bias).
     fn grad_len(&self) -> usize {
         self.k * self.n + self.n
@@ -66,6 +89,11 @@ impl LinearCore {
                 false,
             );
         }
+        self.finish_rows(y);
+    }
+
+    /// Adds the bias to each output row and applies the ReLU.
+    fn finish_rows(&self, y: &mut [f32]) {
         let bias = self.b.as_ref().map(|b| b.value.as_slice());
         for row in y.chunks_exact_mut(self.n) {
             if let Some(b) = bias {
@@ -160,6 +188,7 @@ pub(crate) struct Scratch {
     col: Vec<f32>,
     dcol: Vec<f32>,
     grad: Vec<f32>,
+    fast: fastconv::Scratch,
 }
 
 fn ensure(buf: &mut Vec<f32>, len: usize) {
@@ -278,7 +307,9 @@ fn linear_backward(
         .zip(scratch.iter_mut())
         .collect();
     run_groups(tasks, |(((&(start, count), dy), mut dx), s)| {
-        let Scratch { col, dcol, grad } = s;
+        let Scratch {
+            col, dcol, grad, ..
+        } = s;
         ensure(col, g.col_len());
         ensure(grad, grad_len);
         grad[..grad_len].fill(0.0);
@@ -426,6 +457,21 @@ impl<U: Unfold> Linear<U> {
         self.core.params_mut()
     }
 
+    /// Folds a following per-unit affine map (an evaluation-mode batch norm) into the weights.
+    pub(crate) fn fold_affine(&mut self, scale: &[f32], shift: &[f32]) {
+        self.prepared = Prepared::default();
+        self.core.fold_affine(scale, shift);
+    }
+
+    pub(crate) fn relu(&self) -> bool {
+        self.core.relu
+    }
+
+    /// Fuses a following ReLU into the output pass.
+    pub(crate) fn set_relu(&mut self) {
+        self.core.relu = true;
+    }
+
     pub(crate) fn backward(
         &mut self,
         x: &[f32],
@@ -499,22 +545,48 @@ impl Linear<ConvGeometry> {
 
     /// Runs the fast method where this CPU and shape have one, im2col + GEMM otherwise.
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        self.infer(x, y, batch, ctx.groups, Precision::F32, false);
+    }
+
+    /// Whether [`Self::infer`] can fold a following 2x2 max pool into this layer at `precision`.
+    pub(crate) fn can_pool(&self, precision: Precision) -> bool {
+        fastconv::inference_method(&self.rows, precision)
+            .is_some_and(|method| fastconv::can_pool(&self.rows, method))
+    }
+
+    /// The forward pass in evaluation: with Winograd's products at `precision` where this CPU
+    /// has it, and, when `pool` (only where [`Self::can_pool`]), a 2x2 max pool folded in.
+    pub(crate) fn infer(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        batch: usize,
+        groups: usize,
+        precision: Precision,
+        pool: bool,
+    ) {
         let g = self.rows;
-        let Some(method) = fastconv::method(&g) else {
+        let Some(method) = fastconv::inference_method(&g, precision) else {
+            assert!(!pool, "no pool fits the im2col path");
             let (core, scratch) = (&self.core, &mut self.scratch);
-            return linear_forward(&g, core, scratch, x, y, batch, ctx.groups);
+            return linear_forward(&g, core, scratch, x, y, batch, groups);
         };
         let core = &self.core;
         let w = self.prepared.weights(&g, method, &core.w.value);
-        let bias = core.b.as_ref().map(|b| b.value.as_slice());
-        let ranges = group_ranges(batch, ctx.groups);
+        let out = Epilogue {
+            bias: core.b.as_ref().map(|b| b.value.as_slice()),
+            relu: core.relu,
+            pool,
+        };
+        let ranges = group_ranges(batch, groups);
         self.scratch.resize_with(ranges.len(), Scratch::default);
-        let ys = split_groups(y, &ranges, g.out_len());
+        let out_len = g.out_len() / if pool { 4 } else { 1 };
+        let ys = split_groups(y, &ranges, out_len);
         let tasks: Vec<_> = ranges.iter().zip(ys).zip(self.scratch.iter_mut()).collect();
         let in_len = g.in_len();
         run_groups(tasks, |((&(start, count), y), s)| {
             let x = &x[start * in_len..(start + count) * in_len];
-            fastconv::forward(&g, method, w, bias, core.relu, x, &mut s.col, y);
+            fastconv::forward(&g, method, w, out, x, &mut s.fast, y);
         });
     }
 }
@@ -582,6 +654,26 @@ impl Linear<DenseRows> {
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
         let (rows, core, scratch) = (&self.rows, &self.core, &mut self.scratch);
         linear_forward(rows, core, scratch, x, y, batch, ctx.groups);
+    }
+
+    /// The forward pass in evaluation: one sample at bfloat16 reads its weights as bfloat16
+    /// where this CPU has it.
+    pub(crate) fn infer(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        batch: usize,
+        ctx: Ctx,
+        precision: Precision,
+    ) {
+        let (k, n) = (self.rows.inputs, self.rows.units);
+        if batch == 1 && precision == Precision::Bf16 {
+            let w = self.prepared.pairs(&self.core.w.value, n);
+            if gemv::product_bf16(&x[..k], w, n, &mut y[..n]) {
+                return self.core.finish_rows(&mut y[..n]);
+            }
+        }
+        self.forward(x, y, batch, ctx)
     }
 }
 
@@ -660,7 +752,7 @@ pub(crate) mod tests {
             let params: Vec<Vec<f32>> = net.params().map(|p| p.value.clone()).collect();
             let batch = 3;
             let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
-            let got = net.predict(&x, batch).to_vec();
+            let got = net.predict_at(&x, batch, crate::Precision::F32).to_vec();
             let per = got.len() / batch;
             for n in 0..batch {
                 let want = reference_conv(

@@ -15,6 +15,7 @@
 //! im2col path. [`crate::conv`]'s tests hold every path to the same scalar reference.
 
 use crate::conv::ConvGeometry;
+use crate::infer::Precision;
 
 /// Output channels per pass: two 16-lane registers per row.
 const BLOCK: usize = 32;
@@ -23,6 +24,8 @@ const BLOCK: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     Winograd,
+    /// Winograd with the sixteen products in bfloat16 (f32 sums): inference only.
+    WinogradBf16,
     Direct,
 }
 
@@ -39,6 +42,25 @@ pub(crate) fn method(g: &ConvGeometry) -> Option<Method> {
     })
 }
 
+/// [`method`] for inference at `precision`: Winograd's products move to bfloat16 where the CPU
+/// multiplies bfloat16 pairs natively (`vdpbf16ps`: twice the multiplies of an f32 FMA per
+/// instruction, measured 117 G/s against 57 G/s here) and the channels fill whole registers.
+pub(crate) fn inference_method(g: &ConvGeometry, precision: Precision) -> Option<Method> {
+    let method = self::method(g)?;
+    let bf16 = precision == Precision::Bf16 && g.input.c.is_multiple_of(16) && avx512_bf16();
+    Some(if method == Method::Winograd && bf16 {
+        Method::WinogradBf16
+    } else {
+        method
+    })
+}
+
+/// Whether [`forward`] can fold a 2x2 max pool into `method`'s output pass: Winograd's 2x2
+/// output tiles are exactly the pooling windows when the output's sides are even.
+pub(crate) fn can_pool(g: &ConvGeometry, method: Method) -> bool {
+    method != Method::Direct && g.output.h.is_multiple_of(2) && g.output.w.is_multiple_of(2)
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -49,11 +71,29 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512_bf16() -> bool {
+    avx512() && std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn avx512_bf16() -> bool {
+    false
+}
+
 /// The layer's weights in the form its method reads. The layer clears it whenever it hands out
 /// its weights for writing, so it is rebuilt on the next forward pass after any change.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Prepared {
-    weights: Vec<f32>,
+    floats: Vec<f32>,
+    pairs: Vec<u32>,
+}
+
+/// Weights as a method reads them: f32, or bfloat16 pairs of neighbouring input channels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    F32(&'a [f32]),
+    Bf16Pairs(&'a [u32]),
 }
 
 impl Prepared {
@@ -63,58 +103,117 @@ impl Prepared {
         g: &ConvGeometry,
         method: Method,
         w: &'a [f32],
-    ) -> &'a [f32] {
+    ) -> Weights<'a> {
         match method {
-            Method::Direct => w,
+            Method::Direct => Weights::F32(w),
             Method::Winograd => {
-                if self.weights.is_empty() {
-                    self.weights = winograd_filters(g, w);
+                if self.floats.is_empty() {
+                    self.floats = winograd_filters(g, w);
                 }
-                &self.weights
+                Weights::F32(&self.floats)
+            }
+            Method::WinogradBf16 => {
+                if self.pairs.is_empty() {
+                    self.pairs = bf16_pairs(&winograd_filters(g, w), g.output.c);
+                }
+                Weights::Bf16Pairs(&self.pairs)
             }
         }
     }
+
+    /// A dense layer's `[k x n]` weights as bfloat16 pairs of rows.
+    pub(crate) fn pairs(&mut self, w: &[f32], n: usize) -> &[u32] {
+        if self.pairs.is_empty() {
+            self.pairs = bf16_pairs(w, n);
+        }
+        &self.pairs
+    }
 }
 
-/// `y = act(conv(x) + bias)` for the NHWC images in `x`, with `weights` from [`Prepared`].
-/// `scratch` is reused between calls. Only call with the [`method`] of `g`.
-#[allow(clippy::too_many_arguments)]
+/// What follows the convolution in its output pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+    /// A 2x2 max pool (only where [`can_pool`]).
+    pub pool: bool,
+}
+
+/// Per-thread working memory, reused between calls.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    floats: Vec<f32>,
+    pairs: Vec<u32>,
+}
+
+/// `v` rounded to the nearest bfloat16 (ties to even), as the CPU's conversion does.
+pub(crate) fn bf16_bits(v: f32) -> u32 {
+    let bits = v.to_bits();
+    (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// Rows `[..][k][n]` of f32 as `[..][k / 2][n]` pairs: the low half of each holds row `2i`,
+/// the high half row `2i + 1`, the order `vdpbf16ps` multiplies them in.
+pub(crate) fn bf16_pairs(w: &[f32], n: usize) -> Vec<u32> {
+    w.chunks_exact(2 * n)
+        .flat_map(|rows| {
+            let (even, odd) = rows.split_at(n);
+            even.iter()
+                .zip(odd)
+                .map(|(&a, &b)| bf16_bits(a) | (bf16_bits(b) << 16))
+        })
+        .collect()
+}
+
+/// `y = out(conv(x))` for the NHWC images in `x`, with `weights` from [`Prepared`] for
+/// `method`. Only call with the [`method`] or [`inference_method`] of `g`.
 pub(crate) fn forward(
     g: &ConvGeometry,
     method: Method,
-    weights: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    weights: Weights,
+    out: Epilogue,
     x: &[f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
     y: &mut [f32],
 ) {
-    assert_eq!(
-        self::method(g),
-        Some(method),
-        "unsupported fast convolution"
+    let supported = match method {
+        Method::WinogradBf16 => inference_method(g, Precision::Bf16),
+        _ => self::method(g),
+    };
+    assert_eq!(supported, Some(method), "unsupported fast convolution");
+    assert!(
+        !out.pool || can_pool(g, method),
+        "no pool fits this convolution"
     );
-    assert!(bias.is_none_or(|b| b.len() >= g.output.c));
+    assert!(out.bias.is_none_or(|b| b.len() >= g.output.c));
+    let out_len = g.output.len() / if out.pool { 4 } else { 1 };
     let images = x
         .chunks_exact(g.input.len())
-        .zip(y.chunks_exact_mut(g.output.len()));
-    match method {
-        Method::Direct => {
+        .zip(y.chunks_exact_mut(out_len));
+    match (method, weights) {
+        (Method::Direct, Weights::F32(w)) => {
             let taps = direct_taps(g);
             for (image, y) in images {
-                direct(g, weights, &taps, bias, relu, image, scratch, y);
+                direct(g, w, &taps, out, image, &mut scratch.floats, y);
             }
         }
-        Method::Winograd => {
+        (Method::Winograd, Weights::F32(_)) | (Method::WinogradBf16, Weights::Bf16Pairs(_)) => {
             for (image, y) in images {
-                winograd(g, weights, bias, relu, image, scratch, y);
+                winograd(g, weights, out, image, scratch, y);
             }
         }
+        _ => panic!("weights prepared for another method"),
     }
 }
 
 /// Zeros standing in for a missing bias, one block of output channels.
 const NO_BIAS: [f32; BLOCK] = [0.0; BLOCK];
+
+fn ensure<T: Clone + Default>(buf: &mut Vec<T>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+}
 
 /// Copies `image` into a `rows x cols` canvas at (`pad`, `pad`), zeroing only the margins.
 fn pad_into(g: &ConvGeometry, image: &[f32], rows: usize, cols: usize, canvas: &mut [f32]) {
@@ -146,23 +245,19 @@ fn direct_taps(g: &ConvGeometry) -> Vec<(usize, usize)> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn direct(
     g: &ConvGeometry,
     w: &[f32],
     taps: &[(usize, usize)],
-    bias: Option<&[f32]>,
-    relu: bool,
+    out: Epilogue,
     image: &[f32],
-    scratch: &mut Vec<f32>,
+    canvas: &mut Vec<f32>,
     y: &mut [f32],
 ) {
     let (cin, n) = (g.input.c, g.output.c);
     let (ph, pw) = (g.input.h + 2 * g.padding, g.input.w + 2 * g.padding);
-    if scratch.len() < ph * pw * cin {
-        scratch.resize(ph * pw * cin, 0.0);
-    }
-    pad_into(g, image, ph, pw, scratch);
+    ensure(canvas, ph * pw * cin);
+    pad_into(g, image, ph, pw, canvas);
     for oy in 0..g.output.h {
         for cb in (0..n).step_by(BLOCK) {
             let tile = Tile {
@@ -171,11 +266,11 @@ fn direct(
                 stride: cin,
                 w: &w[cb..],
                 n,
-                bias: bias.map_or(&NO_BIAS[..], |b| &b[cb..cb + BLOCK]),
-                relu,
+                bias: out.bias.map_or(&NO_BIAS[..], |b| &b[cb..cb + BLOCK]),
+                relu: out.relu,
             };
-            let row = &scratch[oy * pw * cin..];
-            tile.row(row, g.output.w, &mut y[oy * g.output.w * n + cb..]);
+            let row = &canvas[oy * pw * cin..];
+            tile.rows(row, g.output.w, &mut y[oy * g.output.w * n + cb..]);
         }
     }
 }
@@ -205,13 +300,19 @@ fn winograd_filters(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
     u
 }
 
+/// Where the input transform writes V: f32 values, or bfloat16 pairs of channels.
+#[derive(Clone, Copy)]
+enum Transformed {
+    F32(*mut f32),
+    Bf16Pairs(*mut u32),
+}
+
 fn winograd(
     g: &ConvGeometry,
-    u: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    weights: Weights,
+    out: Epilogue,
     image: &[f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut Scratch,
     y: &mut [f32],
 ) {
     let (cin, n) = (g.input.c, g.output.c);
@@ -222,49 +323,92 @@ fn winograd(
     // the output size is odd.
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
     let (canvas_len, v_len, m_len) = (ph * pw * cin, 16 * tiles * cin, 16 * tiles * n);
-    if scratch.len() < canvas_len + v_len + m_len {
-        scratch.resize(canvas_len + v_len + m_len, 0.0);
+    let pairs = matches!(weights, Weights::Bf16Pairs(_));
+    // V takes f32 room, or half as many u32 pairs.
+    ensure(
+        &mut scratch.floats,
+        canvas_len + m_len + if pairs { 0 } else { v_len },
+    );
+    if pairs {
+        ensure(&mut scratch.pairs, v_len / 2);
     }
-    let (canvas, rest) = scratch.split_at_mut(canvas_len);
-    let (v, m) = rest.split_at_mut(v_len);
+    let (canvas, rest) = scratch.floats.split_at_mut(canvas_len);
+    let (m, v) = rest.split_at_mut(m_len);
     pad_into(g, image, ph, pw, canvas);
 
     // V = Bᵀ d B for every tile and channel, stored `[16][tile][c_in]`.
-    assert!(canvas.len() >= ((2 * th + 1) * pw + 2 * tw + 2) * cin && v.len() >= 16 * tiles * cin);
+    let dst = match weights {
+        Weights::F32(_) => {
+            assert!(v.len() >= v_len);
+            Transformed::F32(v.as_mut_ptr())
+        }
+        Weights::Bf16Pairs(_) => {
+            assert!(cin.is_multiple_of(16) && scratch.pairs.len() >= v_len / 2);
+            Transformed::Bf16Pairs(scratch.pairs.as_mut_ptr())
+        }
+    };
+    assert!(canvas.len() >= ((2 * th + 1) * pw + 2 * tw + 2) * cin);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `method` only picks Winograd when AVX-512F is present; the assert covers the
+    // SAFETY: `method` only picks Winograd when AVX-512F is present; the asserts cover the
     // last tile's last pixel and the last transformed value.
     unsafe {
-        transform_input(canvas, pw, cin, (th, tw), v)
+        transform_input(canvas, pw, cin, (th, tw), dst)
     };
 
     // M[ξ] = V[ξ] U[ξ]: sixteen [tiles x c_in] by [c_in x n] products.
-    for xi in 0..16 {
-        let vx = &v[xi * tiles * cin..(xi + 1) * tiles * cin];
-        let ux = &u[xi * cin * n..(xi + 1) * cin * n];
-        let mx = &mut m[xi * tiles * n..(xi + 1) * tiles * n];
-        for cb in (0..n).step_by(BLOCK) {
+    let shape = (tiles, n);
+    match weights {
+        Weights::F32(u) => products(&v[..v_len], u, cin, shape, m, |vx, w, mx| {
             let tile = Tile {
                 taps: &[(0, 0)],
                 depth: cin,
                 stride: cin,
-                w: &ux[cb..],
+                w,
                 n,
                 bias: &NO_BIAS,
                 relu: false,
             };
-            tile.row(vx, tiles, &mut mx[cb..]);
+            tile.rows(vx, tiles, mx)
+        }),
+        Weights::Bf16Pairs(u) => {
+            let v = &scratch.pairs[..v_len / 2];
+            products(v, u, cin / 2, shape, m, |vx, w, mx| {
+                let pairs = cin / 2;
+                PairTile { pairs, w, n }.rows(vx, tiles, mx)
+            })
         }
     }
 
-    // Y = Aᵀ M A, plus bias and ReLU, cropped to the output.
-    assert!(m.len() >= 16 * tiles * n && y.len() >= oh * ow * n && n % 16 == 0);
-    assert!(bias.is_none_or(|b| b.len() >= n));
+    // Y = Aᵀ M A, plus bias and ReLU (and the pool), cropped to the output.
+    let out_len = oh * ow * n / if out.pool { 4 } else { 1 };
+    assert!(m.len() >= 16 * tiles * n && y.len() >= out_len && n % 16 == 0);
+    assert!(out.bias.is_none_or(|b| b.len() >= n));
+    assert!(!out.pool || (oh % 2 == 0 && ow % 2 == 0));
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as above; the asserts cover every tile, channel and output pixel.
     unsafe {
-        transform_output(m, n, (th, tw), bias, relu, (oh, ow), y)
+        transform_output(m, n, (th, tw), out, (oh, ow), y)
     };
+}
+
+/// M[ξ] = V[ξ] U[ξ] for the sixteen ξ: `[tiles x depth]` by `[depth x n]` products, one block
+/// of output channels at a time: `block(V[ξ], U[ξ] from the block, M[ξ] from the block)`.
+fn products<T>(
+    v: &[T],
+    u: &[T],
+    depth: usize,
+    (tiles, n): (usize, usize),
+    m: &mut [f32],
+    block: impl Fn(&[T], &[T], &mut [f32]),
+) {
+    for xi in 0..16 {
+        let vx = &v[xi * tiles * depth..(xi + 1) * tiles * depth];
+        let ux = &u[xi * depth * n..(xi + 1) * depth * n];
+        let mx = &mut m[xi * tiles * n..(xi + 1) * tiles * n];
+        for cb in (0..n).step_by(BLOCK) {
+            block(vx, &ux[cb..], &mut mx[cb..]);
+        }
+    }
 }
 
 /// Bᵀ applied along one axis of four tile values: the F(2x2, 3x3) input transform.
@@ -300,38 +444,109 @@ fn lanes(left: usize) -> u16 {
     }
 }
 
-/// V = Bᵀ d B, 16 channels at a time (masked at the end of an odd channel count).
+/// V = Bᵀ d B, 16 channels at a time (masked at the end of an odd channel count; bfloat16
+/// output needs whole groups of 16).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
 unsafe fn transform_input(
     canvas: &[f32],
     pw: usize,
     cin: usize,
+    tiles: (usize, usize),
+    dst: Transformed,
+) {
+    // SAFETY: the caller's promises are this function's; the bfloat16 destination is only
+    // made for CPUs with AVX-512 BF16 (`inference_method`).
+    unsafe {
+        match dst {
+            Transformed::F32(_) => transform_input_f32(canvas, pw, cin, tiles, dst),
+            Transformed::Bf16Pairs(_) => transform_input_bf16(canvas, pw, cin, tiles, dst),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_input_f32(
+    canvas: &[f32],
+    pw: usize,
+    cin: usize,
+    tiles: (usize, usize),
+    dst: Transformed,
+) {
+    // SAFETY: as `transform_input`.
+    unsafe { transform_input_body(canvas, pw, cin, tiles, dst) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn transform_input_bf16(
+    canvas: &[f32],
+    pw: usize,
+    cin: usize,
+    tiles: (usize, usize),
+    dst: Transformed,
+) {
+    // SAFETY: as `transform_input`.
+    unsafe { transform_input_body(canvas, pw, cin, tiles, dst) }
+}
+
+/// The body of both [`transform_input`] variants: inlined into each, so its intrinsics compile
+/// with the variant's CPU features (the bfloat16 store only in the variant that has them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transform_input_body(
+    canvas: &[f32],
+    pw: usize,
+    cin: usize,
     (th, tw): (usize, usize),
-    v: &mut [f32],
+    dst: Transformed,
 ) {
     use std::arch::x86_64::*;
+    use std::mem::transmute;
     let tiles = th * tw;
-    let (src, dst) = (canvas.as_ptr(), v.as_mut_ptr());
-    // SAFETY: the caller checked the canvas and `v` against the last tile and channel.
+    let src = canvas.as_ptr();
+    // SAFETY: the caller checked the canvas and the destination against the last tile and
+    // channel.
     unsafe {
         for t in 0..tiles {
             let base = (2 * (t / tw) * pw + 2 * (t % tw)) * cin;
             for c in (0..cin).step_by(16) {
                 let mask = lanes(cin - c);
-                let d = |i: usize, j: usize| {
-                    _mm512_maskz_loadu_ps(mask, src.add(base + (i * pw + j) * cin + c))
-                };
-                let cols: [[__m512; 4]; 4] =
-                    std::array::from_fn(|j| bt([d(0, j), d(1, j), d(2, j), d(3, j)]));
-                let tile: [[__m512; 4]; 4] = std::array::from_fn(|i| bt(cols.map(|c| c[i])));
-                for (i, row) in tile.into_iter().enumerate() {
-                    for (j, value) in row.into_iter().enumerate() {
-                        _mm512_mask_storeu_ps(
-                            dst.add(((i * 4 + j) * tiles + t) * cin + c),
-                            mask,
-                            value,
-                        );
+                // Plain loops over fixed bounds: unrolled into registers, where closures and
+                // array maps were left as calls passing registers through memory.
+                let mut d = [[_mm512_setzero_ps(); 4]; 4];
+                for (i, row) in d.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_maskz_loadu_ps(mask, src.add(base + (i * pw + j) * cin + c));
+                    }
+                }
+                let mut cols = [[_mm512_setzero_ps(); 4]; 4];
+                for (j, col) in cols.iter_mut().enumerate() {
+                    *col = bt([d[0][j], d[1][j], d[2][j], d[3][j]]);
+                }
+                let mut tile = [[_mm512_setzero_ps(); 4]; 4];
+                for (i, row) in tile.iter_mut().enumerate() {
+                    *row = bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]);
+                }
+                // Value ξ of this tile and channel group goes to `[ξ][t][c]`.
+                let (first, step) = (t * cin + c, tiles * cin);
+                let values = tile.iter().flatten().enumerate();
+                match dst {
+                    Transformed::F32(v) => {
+                        let v = v.add(first);
+                        for (xi, &value) in values {
+                            _mm512_mask_storeu_ps(v.add(xi * step), mask, value);
+                        }
+                    }
+                    Transformed::Bf16Pairs(v) => {
+                        let v = v.add(first / 2);
+                        for (xi, &value) in values {
+                            let pairs = _mm512_cvtneps_pbh(value);
+                            _mm256_storeu_si256(
+                                v.add(xi * step / 2).cast(),
+                                transmute::<__m256bh, __m256i>(pairs),
+                            );
+                        }
                     }
                 }
             }
@@ -339,15 +554,15 @@ unsafe fn transform_input(
     }
 }
 
-/// Y = Aᵀ M A plus bias and ReLU, 16 channels at a time, cropped to the output.
+/// Y = Aᵀ M A plus bias and ReLU, 16 channels at a time, cropped to the output; with a pool,
+/// each 2x2 output tile's largest value.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_output(
     m: &[f32],
     n: usize,
     (th, tw): (usize, usize),
-    bias: Option<&[f32]>,
-    relu: bool,
+    out: Epilogue,
     (oh, ow): (usize, usize),
     y: &mut [f32],
 ) {
@@ -359,21 +574,41 @@ unsafe fn transform_output(
         for t in 0..tiles {
             let (ty, tx) = (t / tw, t % tw);
             for c in (0..n).step_by(16) {
-                let mv = |xi: usize| _mm512_loadu_ps(src.add((xi * tiles + t) * n + c));
-                let rows: [[__m512; 2]; 4] = std::array::from_fn(|i| {
-                    at([mv(i * 4), mv(i * 4 + 1), mv(i * 4 + 2), mv(i * 4 + 3)])
-                });
-                let b = bias.map_or(_mm512_setzero_ps(), |b| _mm512_loadu_ps(b.as_ptr().add(c)));
-                let tile: [[__m512; 2]; 2] = std::array::from_fn(|j| at(rows.map(|r| r[j])));
-                for (j, col) in tile.into_iter().enumerate() {
-                    for (i, value) in col.into_iter().enumerate() {
+                // Plain loops, as in `transform_input`.
+                let mut rows = [[_mm512_setzero_ps(); 2]; 4];
+                for (i, row) in rows.iter_mut().enumerate() {
+                    let mv =
+                        |xi: usize| _mm512_loadu_ps(src.add(((i * 4 + xi) * tiles + t) * n + c));
+                    *row = at([mv(0), mv(1), mv(2), mv(3)]);
+                }
+                let mut tile = [[_mm512_setzero_ps(); 2]; 2];
+                for (j, col) in tile.iter_mut().enumerate() {
+                    *col = at([rows[0][j], rows[1][j], rows[2][j], rows[3][j]]);
+                }
+                let b = match out.bias {
+                    Some(b) => _mm512_loadu_ps(b.as_ptr().add(c)),
+                    None => _mm512_setzero_ps(),
+                };
+                let finish = |v: __m512| {
+                    let v = _mm512_add_ps(v, b);
+                    if out.relu {
+                        _mm512_max_ps(v, _mm512_setzero_ps())
+                    } else {
+                        v
+                    }
+                };
+                if out.pool {
+                    // The tile is the pooling window: its output pixel is tile `t` itself.
+                    let [[a, b2], [c2, d]] = tile;
+                    let best = _mm512_max_ps(_mm512_max_ps(a, b2), _mm512_max_ps(c2, d));
+                    _mm512_storeu_ps(dst.add(t * n + c), finish(best));
+                    continue;
+                }
+                for (j, col) in tile.iter().enumerate() {
+                    for (i, &value) in col.iter().enumerate() {
                         let (oy, ox) = (2 * ty + i, 2 * tx + j);
                         if oy < oh && ox < ow {
-                            let mut value = _mm512_add_ps(value, b);
-                            if relu {
-                                value = _mm512_max_ps(value, _mm512_setzero_ps());
-                            }
-                            _mm512_storeu_ps(dst.add((oy * ow + ox) * n + c), value);
+                            _mm512_storeu_ps(dst.add((oy * ow + ox) * n + c), finish(value));
                         }
                     }
                 }
@@ -382,8 +617,45 @@ unsafe fn transform_output(
     }
 }
 
-/// The micro-kernel's work: `rows` output rows (pixels, or Winograd tiles) of one block of 32
-/// output channels. Row `r` is `bias + Σ_taps Σ_c x[tap.0 + r * stride + c] * w[tap.1 + c * n]`.
+/// A register-blocked micro-kernel: `P` rows (pixels, or Winograd tiles) of one block of 32
+/// output channels per call.
+trait Kernel {
+    type Input;
+    /// (input values, output values) between consecutive rows.
+    fn strides(&self) -> (usize, usize);
+    /// Computes `P` rows; returns `P`.
+    fn run<const P: usize>(&self, x: &[Self::Input], y: &mut [f32]) -> usize;
+
+    /// Writes `rows` rows starting at `x` into `y`, in as few calls of at most 14 rows as
+    /// possible, all of nearly the same size: a call of few rows waits on the FMA latency
+    /// (49 rows as 13 + 12 + 12 + 12, not 14 + 14 + 14 + 4 + 2 + 1).
+    fn rows(&self, x: &[Self::Input], rows: usize, y: &mut [f32]) {
+        let (calls, (sx, sy)) = (rows.div_ceil(14), self.strides());
+        let mut r = 0;
+        for call in 0..calls {
+            let (x, y) = (&x[r * sx..], &mut y[r * sy..]);
+            r += match (rows - r).div_ceil(calls - call) {
+                14 => self.run::<14>(x, y),
+                13 => self.run::<13>(x, y),
+                12 => self.run::<12>(x, y),
+                11 => self.run::<11>(x, y),
+                10 => self.run::<10>(x, y),
+                9 => self.run::<9>(x, y),
+                8 => self.run::<8>(x, y),
+                7 => self.run::<7>(x, y),
+                6 => self.run::<6>(x, y),
+                5 => self.run::<5>(x, y),
+                4 => self.run::<4>(x, y),
+                3 => self.run::<3>(x, y),
+                2 => self.run::<2>(x, y),
+                _ => self.run::<1>(x, y),
+            };
+        }
+    }
+}
+
+/// The f32 kernel: row `r` is `bias + Σ_taps Σ_c x[tap.0 + r * stride + c] * w[tap.1 + c * n]`,
+/// keeping up to 14 rows x 32 channels in 28 registers.
 struct Tile<'a> {
     /// (input offset, weight offset) of each kernel tap.
     taps: &'a [(usize, usize)],
@@ -398,23 +670,13 @@ struct Tile<'a> {
     relu: bool,
 }
 
-impl Tile<'_> {
-    /// Writes `rows` rows starting at `x` into `y` (row stride `n`), 14 at a time.
-    fn row(&self, x: &[f32], rows: usize, y: &mut [f32]) {
-        let mut r = 0;
-        while r < rows {
-            let (x, y) = (&x[r * self.stride..], &mut y[r * self.n..]);
-            r += match rows - r {
-                14.. => self.run::<14>(x, y),
-                8.. => self.run::<8>(x, y),
-                4.. => self.run::<4>(x, y),
-                2.. => self.run::<2>(x, y),
-                _ => self.run::<1>(x, y),
-            };
-        }
+impl Kernel for Tile<'_> {
+    type Input = f32;
+
+    fn strides(&self) -> (usize, usize) {
+        (self.stride, self.n)
     }
 
-    /// Computes `P` rows; returns `P`.
     fn run<const P: usize>(&self, x: &[f32], y: &mut [f32]) -> usize {
         let (depth, n) = (self.depth, self.n);
         // Bounds for every pointer the kernel forms, checked once here.
@@ -434,7 +696,9 @@ impl Tile<'_> {
         };
         P
     }
+}
 
+impl Tile<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512<const P: usize>(&self, x: *const f32, y: *mut f32) {
@@ -471,6 +735,67 @@ impl Tile<'_> {
     }
 }
 
+/// The bfloat16 kernel for Winograd's products: row `r` is `Σ_p x[r * pairs + p] · w[p * n]`,
+/// where each `u32` holds two neighbouring input channels and `vdpbf16ps` multiplies both pairs
+/// into one f32 sum: the same instruction count as [`Tile`] for twice the channels.
+struct PairTile<'a> {
+    /// Channel pairs summed per row.
+    pairs: usize,
+    /// Weight pairs `[pairs][n]`, offset to the block's first channel.
+    w: &'a [u32],
+    n: usize,
+}
+
+impl Kernel for PairTile<'_> {
+    type Input = u32;
+
+    fn strides(&self) -> (usize, usize) {
+        (self.pairs, self.n)
+    }
+
+    fn run<const P: usize>(&self, x: &[u32], y: &mut [f32]) -> usize {
+        let (pairs, n) = (self.pairs, self.n);
+        assert!(pairs > 0 && x.len() >= P * pairs && self.w.len() >= (pairs - 1) * n + BLOCK);
+        assert!(y.len() >= (P - 1) * n + BLOCK);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `inference_method` only picks this kernel when AVX-512F and AVX-512 BF16 are
+        // present, and the asserts above cover every load and store.
+        unsafe {
+            self.run_avx512_bf16::<P>(x.as_ptr(), y.as_mut_ptr())
+        };
+        P
+    }
+}
+
+impl PairTile<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn run_avx512_bf16<const P: usize>(&self, x: *const u32, y: *mut f32) {
+        use std::arch::x86_64::*;
+        let (pairs, n) = (self.pairs, self.n);
+        // Bit patterns: a register of 32 bfloat16 values is one of 16 pairs.
+        let bf16 = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
+        // SAFETY (whole body): offsets stay inside the slices, see `run`'s asserts.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; P];
+            let ws = self.w.as_ptr();
+            for p in 0..pairs {
+                let w0 = bf16(_mm512_loadu_si512(ws.add(p * n).cast()));
+                let w1 = bf16(_mm512_loadu_si512(ws.add(p * n + 16).cast()));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let v = bf16(_mm512_set1_epi32(*x.add(r * pairs + p) as i32));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], v, w0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], v, w1);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(y.add(r * n), acc[0]);
+                _mm512_storeu_ps(y.add(r * n + 16), acc[1]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,9 +803,40 @@ mod tests {
     use crate::layer::Shape;
     use digits_rng::Rng;
 
-    /// Both methods against the scalar reference: output widths 28 (14 + 14 rows), 27
+    /// `reference_conv`, then a 2x2 max pool when `pool`.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        g: &ConvGeometry,
+        w: &[f32],
+        b: &[f32],
+        relu: bool,
+        pool: bool,
+    ) -> Vec<f32> {
+        let (input, out) = (g.input, g.output);
+        let (k, p) = (g.kernel, g.padding);
+        let y = reference_conv(x, input, w, b, out.c, k, 1, p, relu);
+        if !pool {
+            return y;
+        }
+        let (h, wd, c) = (out.h / 2, out.w / 2, out.c);
+        let at = |yy: usize, xx: usize, ch: usize| y[(yy * out.w + xx) * c + ch];
+        (0..h * wd * c)
+            .map(|i| {
+                let (py, px, ch) = (i / (wd * c), i / c % wd, i % c);
+                let (y0, x0) = (2 * py, 2 * px);
+                at(y0, x0, ch)
+                    .max(at(y0, x0 + 1, ch))
+                    .max(at(y0 + 1, x0, ch).max(at(y0 + 1, x0 + 1, ch)))
+            })
+            .collect()
+    }
+
+    /// Every method against the scalar reference: output widths 28 (14 + 14 rows), 27
     /// (14 + 8 + 4 + 1), odd sizes (a cropped last Winograd tile), 1 to 64 input channels,
-    /// 32 and 64 filters, with and without padding, bias and ReLU, several images.
+    /// 32 and 64 filters, with and without padding, bias, ReLU and a folded pool, several
+    /// images. The bfloat16 products are held to 1/64 of the sum of the terms' magnitudes
+    /// (bfloat16 keeps 8 bits; a wrong pairing or tile is off by the magnitude itself).
     #[test]
     fn fast_methods_match_the_reference() {
         let mut rng = Rng::new(9);
@@ -493,6 +849,8 @@ mod tests {
             (Shape::new(7, 9, 16), 64, 3, 1, true, true),
             (Shape::new(14, 14, 64), 64, 3, 1, true, false),
             (Shape::new(6, 5, 8), 32, 3, 0, false, true),
+            (Shape::new(26, 26, 32), 64, 3, 0, true, true),
+            (Shape::new(9, 9, 48), 32, 3, 1, true, true),
         ] {
             let output = Shape::new(
                 input.h + 2 * pad - k + 1,
@@ -506,47 +864,71 @@ mod tests {
                 stride: 1,
                 padding: pad,
             };
-            let Some(method) = self::method(&g) else {
+            let Some(plain) = self::method(&g) else {
                 eprintln!("no AVX-512 on this CPU: the fast convolutions are not used here");
                 return;
             };
-            seen.push(method);
             let w: Vec<f32> = (0..k * k * input.c * filters)
                 .map(|_| rng.normal())
                 .collect();
             let b: Vec<f32> = (0..filters).map(|_| rng.normal()).collect();
             let images = 2;
             let x: Vec<f32> = (0..images * input.len()).map(|_| rng.normal()).collect();
-            let mut y = vec![f32::NAN; images * output.len()];
             let bias = bias.then_some(&b[..]);
-            let mut prepared = Prepared::default();
-            let weights = prepared.weights(&g, method, &w);
-            // Scratch left dirty by earlier use: every margin must be zeroed, not assumed zero.
-            let mut scratch = vec![f32::NAN; 1 << 18];
-            forward(&g, method, weights, bias, relu, &x, &mut scratch, &mut y);
-            for i in 0..images {
-                let want = reference_conv(
-                    &x[i * input.len()..(i + 1) * input.len()],
-                    input,
-                    &w,
-                    bias.unwrap_or(&[]),
-                    filters,
-                    k,
-                    1,
-                    pad,
-                    relu,
-                );
-                let got = &y[i * output.len()..(i + 1) * output.len()];
-                for (g, w) in got.iter().zip(&want) {
-                    // Winograd adds and subtracts before multiplying: a little more rounding.
-                    assert!(
-                        (g - w).abs() < 1e-4 * (1.0 + w.abs()),
-                        "{method:?}: {g} vs {w}"
-                    );
+            let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+            let fast = inference_method(&g, Precision::Bf16).expect("f32 has one");
+            let mut methods = vec![plain];
+            methods.extend((fast != plain).then_some(fast));
+            for method in methods {
+                for pool in [false, true] {
+                    if pool && !can_pool(&g, method) {
+                        continue;
+                    }
+                    seen.push((method, pool));
+                    let out = Epilogue { bias, relu, pool };
+                    let out_len = output.len() / if pool { 4 } else { 1 };
+                    let mut y = vec![f32::NAN; images * out_len];
+                    let mut prepared = Prepared::default();
+                    let weights = prepared.weights(&g, method, &w);
+                    // Scratch left dirty by earlier use: margins must be zeroed, not assumed so.
+                    let mut scratch = Scratch {
+                        floats: vec![f32::NAN; 1 << 18],
+                        pairs: vec![u32::MAX; 1 << 18],
+                    };
+                    forward(&g, method, weights, out, &x, &mut scratch, &mut y);
+                    for i in 0..images {
+                        let image = &x[i * input.len()..(i + 1) * input.len()];
+                        let b = bias.unwrap_or(&[]);
+                        let want = reference(image, &g, &w, b, relu, pool);
+                        // What each output sums, in magnitude (pooled alike).
+                        let size = reference(&abs(image), &g, &abs(&w), &abs(b), false, pool);
+                        let got = &y[i * out_len..(i + 1) * out_len];
+                        for ((g, w), size) in got.iter().zip(&want).zip(&size) {
+                            // Winograd adds and subtracts before multiplying: a little more
+                            // rounding than the reference.
+                            let tolerance = match method {
+                                Method::WinogradBf16 => size / 64.0,
+                                _ => 1e-4 * (1.0 + w.abs()),
+                            };
+                            assert!(
+                                (g - w).abs() <= tolerance,
+                                "{method:?}, pool {pool}: {g} vs {w}"
+                            );
+                        }
+                    }
                 }
             }
         }
-        assert!(seen.contains(&Method::Direct) && seen.contains(&Method::Winograd));
+        for want in [
+            (Method::Direct, false),
+            (Method::Winograd, false),
+            (Method::Winograd, true),
+        ] {
+            assert!(seen.contains(&want), "{want:?} untested");
+        }
+        if avx512_bf16() {
+            assert!(seen.contains(&(Method::WinogradBf16, true)));
+        }
     }
 
     /// Prepared filters must follow weights changed through the public parameter access

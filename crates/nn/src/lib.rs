@@ -7,6 +7,8 @@
 //! register-blocked kernel with no im2col at all (`fastconv`) — fuses bias and ReLU into the
 //! GEMM's output pass, stores the max-pool argmax instead of searching again, and owns every
 //! buffer so a training step allocates nothing once the first batch has sized them.
+//! Predictions run a folded copy of the layers (`infer`), in bfloat16 products where the CPU
+//! has them ([`Precision`]).
 //!
 //! Threads: the batch is split into one contiguous group of images per thread (rayon); each group
 //! runs single-threaded GEMMs on its own scratch, and the per-group weight gradients are summed in
@@ -15,6 +17,7 @@
 mod conv;
 mod fastconv;
 mod gemv;
+mod infer;
 mod layer;
 mod loss;
 mod network;
@@ -23,6 +26,7 @@ mod optim;
 mod pool;
 mod schedule;
 
+pub use infer::{precision, set_precision, Precision};
 pub use layer::{Layer, LayerSpec, Mode, Param, Shape};
 pub use loss::{softmax_cross_entropy, softmax_in_place};
 pub use network::{Network, NetworkError};

@@ -1,5 +1,6 @@
 //! A feed-forward stack of layers with owned activation and gradient buffers.
 
+use crate::infer::{self, Plan, Precision};
 use crate::layer::{Ctx, Layer, LayerSpec, Mode, Param, Shape};
 use digits_rng::Rng;
 
@@ -25,6 +26,9 @@ pub struct Network {
     /// Gradients with respect to `acts`; `grads[0]` is only filled in gradient checks.
     grads: Vec<Vec<f32>>,
     batch: usize,
+    /// The evaluation-mode layers folded for [`Network::predict`], built on first use after
+    /// the weights last changed.
+    pub(crate) plan: Option<Plan>,
     #[cfg(test)]
     pub(crate) want_input_grad: bool,
 }
@@ -59,6 +63,7 @@ impl Network {
             acts: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
             batch: 0,
+            plan: None,
             #[cfg(test)]
             want_input_grad: false,
         })
@@ -151,11 +156,25 @@ impl Network {
         &self.grads[0]
     }
 
-    /// Logits for `batch` samples (evaluation mode).
+    /// Logits for `batch` samples (evaluation mode), through the folded layers at the
+    /// process-wide [`infer::precision`].
     pub fn predict(&mut self, inputs: &[f32], batch: usize) -> &[f32] {
+        self.predict_at(inputs, batch, infer::precision())
+    }
+
+    /// [`Network::predict`] at `precision`. The same logits as [`Network::forward`] in
+    /// evaluation mode, up to rounding.
+    pub fn predict_at(&mut self, inputs: &[f32], batch: usize, precision: Precision) -> &[f32] {
         let n = batch * self.input.len();
-        self.input_mut(batch).copy_from_slice(&inputs[..n]);
-        self.forward(Mode::Eval, 0)
+        if self
+            .plan
+            .as_ref()
+            .is_none_or(|p| p.precision() != precision)
+        {
+            self.plan = Some(Plan::new(self.input, &self.layers, precision));
+        }
+        let plan = self.plan.as_mut().expect("built above");
+        plan.run(&inputs[..n], batch, rayon::current_num_threads())
     }
 
     pub fn params(&self) -> impl Iterator<Item = &Param> {
@@ -163,6 +182,7 @@ impl Network {
     }
 
     pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
+        self.plan = None;
         self.layers.iter_mut().flat_map(|l| l.params_mut())
     }
 

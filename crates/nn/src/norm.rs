@@ -128,13 +128,7 @@ impl BatchNorm {
                 self.inv_std[ch] = 1.0 / (self.running_var.value[ch] + self.eps).sqrt();
             }
         }
-        // y = x * scale + shift, with scale = gamma / std and shift = beta - mean * scale.
-        let scale: Vec<f32> = (0..c)
-            .map(|ch| self.gamma.value[ch] * self.inv_std[ch])
-            .collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|ch| self.beta.value[ch] - self.mean[ch] * scale[ch])
-            .collect();
+        let (scale, shift) = self.affine(&self.mean, &self.inv_std);
         y[..rows * c]
             .par_chunks_mut(ROWS_PER_PART * c)
             .zip(x.par_chunks(ROWS_PER_PART * c))
@@ -146,6 +140,27 @@ impl BatchNorm {
                     }
                 }
             });
+    }
+
+    /// `(scale, shift)` with `y = x * scale + shift`: scale = gamma / std, shift = beta - mean *
+    /// scale.
+    fn affine(&self, mean: &[f32], inv_std: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = (self.gamma.value.iter().zip(inv_std))
+            .map(|(g, s)| g * s)
+            .collect();
+        let shift = (self.beta.value.iter().zip(mean).zip(&scale))
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        (scale, shift)
+    }
+
+    /// What evaluation mode does, as `(scale, shift)` per channel: for folding into the layer
+    /// before.
+    pub(crate) fn eval_affine(&self) -> (Vec<f32>, Vec<f32>) {
+        let inv_std: Vec<f32> = (self.running_var.value.iter())
+            .map(|v| 1.0 / (v + self.eps).sqrt())
+            .collect();
+        self.affine(&self.running_mean.value, &inv_std)
     }
 
     pub(crate) fn backward(&mut self, x: &[f32], dy: &[f32], dx: Option<&mut [f32]>, batch: usize) {

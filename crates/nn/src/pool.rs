@@ -55,6 +55,10 @@ impl MaxPool2d {
         })
     }
 
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
     /// `track`: remember the winners for a backward pass (training only).
     pub(crate) fn forward(
         &mut self,
