@@ -44,19 +44,15 @@ pub(crate) fn product_bf16(x: &[f32], w: &[u32], n: usize, y: &mut [f32]) -> boo
         return false;
     }
     assert!(w.len() >= x.len() / 2 * n && y.len() >= n);
-    let pairs: Vec<u32> = x
-        .chunks_exact(2)
-        .map(|p| crate::fastconv::bf16_bits(p[0]) | crate::fastconv::bf16_bits(p[1]) << 16)
-        .collect();
     let rows = nonzero(x, 2);
     for start in (0..n).step_by(COLUMNS) {
         let width = COLUMNS.min(n - start);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `avx512_bf16` checked the CPU; rows index `pairs`, and the assert above keeps
-        // every row's `start..start + width` inside `w` and `y`.
+        // SAFETY: `avx512_bf16` checked the CPU; rows index pairs of `x`, and the assert above
+        // keeps every row's `start..start + width` inside `w` and `y`.
         unsafe {
             columns_bf16(
-                &pairs,
+                x,
                 &rows,
                 &w[start..],
                 n,
@@ -83,7 +79,8 @@ fn nonzero(x: &[f32], width: usize) -> Vec<u32> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn columns_bf16(x: &[u32], rows: &[u32], w: &[u32], n: usize, regs: usize, y: &mut [f32]) {
+unsafe fn columns_bf16(x: &[f32], rows: &[u32], w: &[u32], n: usize, regs: usize, y: &mut [f32]) {
+    use crate::fastconv::bf16_bits;
     use std::arch::x86_64::*;
     use std::mem::transmute;
     // SAFETY (whole body): see `product_bf16`; the transmutes reinterpret 512 bits as 32
@@ -92,7 +89,10 @@ unsafe fn columns_bf16(x: &[u32], rows: &[u32], w: &[u32], n: usize, regs: usize
         let mut acc = [_mm512_setzero_ps(); COLUMNS / 16];
         for &k in rows {
             let k = k as usize;
-            let v: __m512bh = transmute(_mm512_set1_epi32(*x.get_unchecked(k) as i32));
+            // Only the non-zero pairs are rounded, as they are used.
+            let pair =
+                bf16_bits(*x.get_unchecked(2 * k)) | bf16_bits(*x.get_unchecked(2 * k + 1)) << 16;
+            let v: __m512bh = transmute(_mm512_set1_epi32(pair as i32));
             let row = w.as_ptr().add(k * n);
             for (r, acc) in acc.iter_mut().enumerate().take(regs) {
                 let pair: __m512bh = transmute(_mm512_loadu_si512(row.add(r * 16).cast()));
