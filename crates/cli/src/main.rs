@@ -49,7 +49,7 @@ enum Command {
     Train(model_cmd::TrainArgs),
     /// Combine trained networks into one ensemble model.
     Ensemble(model_cmd::EnsembleArgs),
-    /// Evaluate a model on the MNIST test set.
+    /// Evaluate a model on the MNIST test set (or the held-out validation digits).
     Eval(model_cmd::EvalArgs),
     /// Read the digit (or with --number, the number) in image files.
     Predict(predict_cmd::PredictArgs),

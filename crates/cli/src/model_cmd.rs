@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use digits_data::{split::HeldOut, DataDir, Digits, PIXELS};
+use digits_data::{split::HeldOut, DataDir, Digits, Mnist, PIXELS};
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
 use digits_model::judge::{self, JudgeTraining};
@@ -453,30 +453,63 @@ pub struct EvalArgs {
     /// A model file, or the name of a shipped model (cnn, ensemble, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
+    /// Digits to score: `test` for reported figures, or `validation` (the 5,000 training
+    /// images the shipped models hold out) for choices, without touching the test set.
+    #[arg(long, value_enum, default_value_t = DigitSource::Test)]
+    source: DigitSource,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
+/// Which MNIST digits a command reads.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DigitSource {
+    Test,
+    /// The training images `train` holds out by default, as the shipped models did.
+    Validation,
+}
+
+impl DigitSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            DigitSource::Test => "test",
+            DigitSource::Validation => "validation",
+        }
+    }
+
+    pub fn digits(self, mnist: Mnist) -> Result<Digits> {
+        Ok(match self {
+            DigitSource::Test => mnist.test,
+            DigitSource::Validation => HeldOut::default().apply(&mnist.train)?.validation,
+        })
+    }
+}
+
 pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
     let mut model = shipped::resolve(&args.model)?;
-    let test = dir.load()?.test;
-    let e = evaluate(&mut model, &test);
+    let digits = args.source.digits(dir.load()?)?;
+    let e = evaluate(&mut model, &digits);
     if args.json {
         let mut v = serde_json::to_value(&e)?;
         v["model"] = serde_json::json!(args.model);
+        v["source"] = serde_json::json!(args.source.name());
         v["architecture"] = serde_json::json!(model.kind());
         v["precision"] = serde_json::json!(digits_model::precision().effective().name());
         println!("{v}");
     } else {
-        print_evaluation(&args.model, &e);
+        print_evaluation(&args.model, args.source, &e);
     }
     Ok(())
 }
 
-fn print_evaluation(name: &str, e: &Evaluation) {
+fn print_evaluation(name: &str, source: DigitSource, e: &Evaluation) {
+    let on = match source {
+        DigitSource::Test => "",
+        DigitSource::Validation => " on the validation digits",
+    };
     println!(
-        "{name} ({} arithmetic): accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
+        "{name} ({} arithmetic){on}: accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
         digits_model::precision().effective().name(),
         100.0 * e.accuracy,
         e.errors,

@@ -1,5 +1,6 @@
 //! `digits predict` and `digits realworld`.
 
+use crate::model_cmd::DigitSource;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use digits_data::DataDir;
@@ -228,8 +229,8 @@ pub struct RealworldArgs {
     /// Digits to redraw: `test` for reported figures, or `validation` (the training images the
     /// shipped models hold out: `train`'s default split) for tuning the reader without touching
     /// the test set.
-    #[arg(long, default_value = "test", value_parser = ["test", "validation"])]
-    source: String,
+    #[arg(long, value_enum, default_value_t = DigitSource::Test)]
+    source: DigitSource,
     /// Write every misread image into this folder (named with the right and the read answer).
     #[arg(long)]
     save_failures: Option<PathBuf>,
@@ -272,12 +273,7 @@ fn parallel<T: Send>(
 pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
     let model = shipped::resolve(&args.model)?;
     let mnist = dir.load()?;
-    let digits = if args.source == "validation" {
-        use digits_data::split::{split, SEED, VALIDATION};
-        split(&mnist.train, VALIDATION, SEED)?.validation
-    } else {
-        mnist.test
-    };
+    let digits = args.source.digits(mnist)?;
     let limits = Limits::default();
     let total = (args.per_style * Style::ALL.len() + args.numbers) as u64;
     let bar = ProgressBar::new(total);
@@ -306,7 +302,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
                     format!(
                         "{}-{}{idx}-is{}-read{got}.{}",
                         style.name(),
-                        args.source,
+                        args.source.name(),
                         digits.labels[idx],
                         style.extension()
                     ),

@@ -38,7 +38,8 @@ fn json(o: &Output) -> serde_json::Value {
 fn shipped_models_meet_their_accuracy_bars() {
     let Some(_) = data_dir() else { return };
     let cnn = json(&digits(&["eval", "--model", "cnn", "--json"]));
-    assert!(cnn["accuracy"].as_f64().unwrap() >= 0.995, "{cnn}");
+    // 99.6%, in either arithmetic (32 errors in bfloat16 here, 33 in f32).
+    assert!(cnn["errors"].as_u64().unwrap() <= 40, "{cnn}");
     assert!(cnn["calibration_error"].as_f64().unwrap() <= 0.01, "{cnn}");
     let mlp = json(&digits(&["eval", "--model", "mlp", "--json"]));
     assert!(mlp["accuracy"].as_f64().unwrap() >= 0.983, "{mlp}");
@@ -60,6 +61,28 @@ fn eval_prints_a_readable_report() {
     assert!(
         t.contains("confusion matrix") && t.contains("precision") && t.contains("images/s"),
         "{t}"
+    );
+}
+
+#[test]
+fn eval_reads_the_held_out_validation_digits_when_asked() {
+    let Some(_) = data_dir() else { return };
+    let e = json(&digits(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--source",
+        "validation",
+        "--json",
+    ]));
+    assert_eq!(e["source"], "validation", "{e}");
+    assert_eq!(e["images"], 5000, "{e}");
+    assert!(e["accuracy"].as_f64().unwrap() >= 0.98, "{e}");
+    let o = digits(&["eval", "--model", "mlp", "--source", "validation"]);
+    assert!(
+        text(&o).contains("on the validation digits"),
+        "{}",
+        text(&o)
     );
 }
 
