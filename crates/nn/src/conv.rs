@@ -2,7 +2,7 @@
 //! convolution, the flattened samples for a dense layer) with a `[inputs x units]` weight
 //! matrix, so they share [`LinearCore`] for the product, the fused bias + ReLU and the gradients.
 
-use crate::fastconv::{self, Epilogue, Prepared};
+use crate::fastconv::{self, Epilogue, Method, Prepared, Weights};
 use crate::gemv;
 use crate::infer::Precision;
 use crate::layer::{group_ranges, Ctx, Param, Shape};
@@ -10,9 +10,11 @@ use digits_linalg::{matmul, View};
 use digits_rng::Rng;
 use rayon::prelude::*;
 
-/// Floats of im2col scratch per sub-chunk: small enough to stay near the cache, large enough
-/// for the GEMM to run at full speed.
-const CHUNK_FLOATS: usize = 1 << 20;
+/// Floats of im2col scratch per sub-chunk: small enough to stay in a core's 1 MB L2 cache
+/// (the reference CNN's second layer unfolds 663 KB per image; six images at a time, 4 MB,
+/// trained 10-15% slower on one thread and worse on two), large enough for the GEMM to run
+/// at full speed.
+const CHUNK_FLOATS: usize = 1 << 18;
 
 /// Weights `[k x n]`, optional bias `[n]`, optional fused ReLU.
 #[derive(Debug, Clone)]
@@ -119,19 +121,7 @@ impl LinearCore {
         let (n, k) = (self.n, self.k);
         let dy = &mut dy[..m * n];
         let (gw, gb) = grad.split_at_mut(k * n);
-        let bias = self.b.is_some();
-        if self.relu || bias {
-            for (drow, yrow) in dy.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
-                if self.relu {
-                    drow.iter_mut()
-                        .zip(yrow)
-                        .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
-                }
-                if bias {
-                    gb.iter_mut().zip(drow.iter()).for_each(|(g, d)| *g += d);
-                }
-            }
-        }
+        self.mask_rows(y, dy, gb);
         matmul(
             k,
             n,
@@ -151,6 +141,23 @@ impl LinearCore {
                 View::transposed(&self.w.value, n),
                 false,
             );
+        }
+    }
+
+    /// Masks the output gradients `dy` by the fused ReLU and adds them to the bias gradient.
+    fn mask_rows(&self, y: &[f32], dy: &mut [f32], gb: &mut [f32]) {
+        let (n, bias) = (self.n, self.b.is_some());
+        if self.relu || bias {
+            for (drow, yrow) in dy.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+                if self.relu {
+                    drow.iter_mut()
+                        .zip(yrow)
+                        .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
+                }
+                if bias {
+                    gb.iter_mut().zip(drow.iter()).for_each(|(g, d)| *g += d);
+                }
+            }
         }
     }
 
@@ -270,27 +277,60 @@ fn linear_forward(
     });
 }
 
-#[allow(clippy::too_many_arguments)]
-fn linear_backward(
-    g: &impl Unfold,
-    core: &mut LinearCore,
-    scratch: &mut Vec<Scratch>,
-    x: &[f32],
-    y: &[f32],
-    dy: &mut [f32],
-    dx: Option<&mut [f32]>,
+/// A convolution that computes a layer's input gradient from its (masked) output gradient,
+/// in place of the row gradients and their scatter-add.
+#[derive(Clone, Copy)]
+struct InputGradient<'a> {
+    back: ConvGeometry,
+    method: Method,
+    weights: Weights<'a>,
+}
+
+impl<'a> InputGradient<'a> {
+    /// The [`fastconv::input_gradient`] pass of the layer `g` with `core`'s weights, if any.
+    fn of(g: &ConvGeometry, prepared: &'a mut Prepared, core: &LinearCore) -> Option<Self> {
+        let (back, method) = fastconv::input_gradient(g)?;
+        let weights = prepared.input_gradient_weights(g, (back, method), &core.w.value);
+        Some(InputGradient {
+            back,
+            method,
+            weights,
+        })
+    }
+
+    /// `dx` for the images whose masked output gradients are `dy`.
+    fn run(&self, dy: &[f32], scratch: &mut fastconv::Scratch, dx: &mut [f32]) {
+        let no_epilogue = Epilogue {
+            bias: None,
+            relu: false,
+            pool: false,
+        };
+        let (back, method, weights) = (&self.back, self.method, self.weights);
+        fastconv::forward(back, method, weights, no_epilogue, dy, scratch, dx);
+    }
+}
+
+/// One group's part of a backward pass: its first sample and count, its output gradients,
+/// its input gradients (when wanted) and its working memory.
+type BackwardTask<'a> = (
+    (usize, usize),
+    &'a mut [f32],
+    Option<&'a mut [f32]>,
+    &'a mut Scratch,
+);
+
+/// Splits a backward pass over `groups` runs of samples.
+fn backward_tasks<'a>(
+    (in_len, out_len): (usize, usize),
+    scratch: &'a mut Vec<Scratch>,
+    dy: &'a mut [f32],
+    dx: Option<&'a mut [f32]>,
     batch: usize,
     groups: usize,
-) {
+) -> Vec<BackwardTask<'a>> {
     let ranges = group_ranges(batch, groups);
-    let (in_len, out_len, chunk, rps) = (
-        g.in_len(),
-        g.out_len(),
-        g.chunk_samples(),
-        g.rows_per_sample(),
-    );
     scratch.resize_with(ranges.len(), Scratch::default);
-    let dys = split_groups(dy, &ranges, out_len);
+    let dys = split_groups(&mut dy[..batch * out_len], &ranges, out_len);
     let dxs: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => split_groups(dx, &ranges, in_len)
             .into_iter()
@@ -298,40 +338,129 @@ fn linear_backward(
             .collect(),
         None => ranges.iter().map(|_| None).collect(),
     };
-    let grad_len = core.grad_len();
-    let core_ref = &*core;
-    let tasks: Vec<_> = ranges
-        .iter()
+    ranges
+        .into_iter()
         .zip(dys)
         .zip(dxs)
         .zip(scratch.iter_mut())
-        .collect();
-    run_groups(tasks, |(((&(start, count), dy), mut dx), s)| {
+        .map(|(((range, dy), dx), s)| (range, dy, dx, s))
+        .collect()
+}
+
+/// A convolution's backward pass through im2col: the weight gradient from the unfolded rows,
+/// the input gradient from `fast_dx` where given, else from the row gradients folded back.
+#[allow(clippy::too_many_arguments)]
+fn im2col_backward(
+    g: &ConvGeometry,
+    core: &mut LinearCore,
+    scratch: &mut Vec<Scratch>,
+    fast_dx: Option<InputGradient>,
+    x: &[f32],
+    y: &[f32],
+    dy: &mut [f32],
+    dx: Option<&mut [f32]>,
+    batch: usize,
+    groups: usize,
+) {
+    let (in_len, out_len, chunk, rps) = (
+        g.in_len(),
+        g.out_len(),
+        g.chunk_samples(),
+        g.rows_per_sample(),
+    );
+    let grad_len = core.grad_len();
+    let core_ref = &*core;
+    let tasks = backward_tasks((in_len, out_len), scratch, dy, dx, batch, groups);
+    run_groups(tasks, |((start, count), dy, mut dx, s)| {
         let Scratch {
-            col, dcol, grad, ..
+            col,
+            dcol,
+            grad,
+            fast,
         } = s;
         ensure(col, g.col_len());
         ensure(grad, grad_len);
         grad[..grad_len].fill(0.0);
         for i in (0..count).step_by(chunk) {
             let n = chunk.min(count - i);
-            let (a, b) = ((start + i) * in_len, (start + i + n) * in_len);
-            let unfolded = g.unfold(&x[a..b], n, col);
-            let rows = if unfolded { &col[..] } else { &x[a..b] };
+            g.unfold(&x[(start + i) * in_len..(start + i + n) * in_len], n, col);
             let (m, ys) = (n * rps, &y[(start + i) * out_len..]);
-            let dys = &mut dy[i * out_len..];
-            match dx.as_deref_mut() {
-                Some(dx) if unfolded => {
+            let dys = &mut dy[i * out_len..(i + n) * out_len];
+            let dx = dx
+                .as_deref_mut()
+                .map(|dx| &mut dx[i * in_len..(i + n) * in_len]);
+            match (dx, fast_dx) {
+                (Some(dx), Some(f)) => {
+                    core_ref.backward_rows(col, m, ys, dys, grad, None);
+                    f.run(dys, fast, dx);
+                }
+                (Some(dx), None) => {
                     ensure(dcol, g.col_len());
-                    core_ref.backward_rows(rows, m, ys, dys, grad, Some(dcol));
-                    g.fold(dcol, n, &mut dx[i * in_len..]);
+                    core_ref.backward_rows(col, m, ys, dys, grad, Some(dcol));
+                    g.fold(dcol, n, dx);
                 }
-                Some(dx) => {
-                    core_ref.backward_rows(rows, m, ys, dys, grad, Some(&mut dx[i * in_len..]))
-                }
-                None => core_ref.backward_rows(rows, m, ys, dys, grad, None),
+                (None, _) => core_ref.backward_rows(col, m, ys, dys, grad, None),
             }
         }
+    });
+    core.reduce(scratch);
+}
+
+/// A convolution's backward pass through Winograd, image by image: the weight gradient as
+/// [`fastconv::weight_gradient`] sums it, the input gradient from `fast_dx` (required when
+/// `dx` is wanted).
+#[allow(clippy::too_many_arguments)]
+fn winograd_backward(
+    g: &ConvGeometry,
+    core: &mut LinearCore,
+    scratch: &mut Vec<Scratch>,
+    fast_dx: Option<InputGradient>,
+    (x, y, winners): (&[f32], &[f32], Option<&[u8]>),
+    dy: &mut [f32],
+    dx: Option<&mut [f32]>,
+    batch: usize,
+    groups: usize,
+) {
+    assert!(dx.is_none() || fast_dx.is_some());
+    let (in_len, full_len) = (g.in_len(), g.out_len());
+    // With a folded pool, `y` and `dy` are the pooled outputs and their gradients.
+    let out_len = full_len / if winners.is_some() { 4 } else { 1 };
+    let (grad_len, kn) = (core.grad_len(), core.k * core.n);
+    let core_ref = &*core;
+    let tasks = backward_tasks((in_len, out_len), scratch, dy, dx, batch, groups);
+    run_groups(tasks, |((start, count), dy, mut dx, s)| {
+        let Scratch {
+            dcol: full,
+            grad,
+            fast,
+            ..
+        } = s;
+        ensure(grad, grad_len);
+        let (gw, gb) = grad[..grad_len].split_at_mut(kn);
+        gb.fill(0.0);
+        fastconv::start_weight_gradient(g, fast);
+        for (i, dy) in dy.chunks_exact_mut(out_len).take(count).enumerate() {
+            let n = start + i;
+            let y = &y[n * out_len..(n + 1) * out_len];
+            let dy: &[f32] = match winners {
+                Some(winners) => {
+                    ensure(full, full_len);
+                    let winners = &winners[n * out_len..(n + 1) * out_len];
+                    fastconv::unpool(g.output, y, dy, winners, full, gb);
+                    &full[..full_len]
+                }
+                None => {
+                    core_ref.mask_rows(y, dy, gb);
+                    dy
+                }
+            };
+            let image = &x[n * in_len..(n + 1) * in_len];
+            fastconv::weight_gradient(g, image, dy, fast);
+            if let (Some(dx), Some(f)) = (dx.as_deref_mut(), fast_dx) {
+                f.run(dy, fast, &mut dx[i * in_len..(i + 1) * in_len]);
+            }
+        }
+        fastconv::finish_weight_gradient(g, fast, gw);
     });
     core.reduce(scratch);
 }
@@ -445,6 +574,8 @@ pub struct Linear<U> {
     scratch: Vec<Scratch>,
     /// A convolution's weights as its fast forward method reads them (unused by dense layers).
     prepared: Prepared,
+    /// Where each pooled output of [`Linear::forward_pooled`] came from (convolutions only).
+    winners: Vec<u8>,
 }
 
 pub type Conv2d = Linear<ConvGeometry>;
@@ -470,28 +601,6 @@ impl<U: Unfold> Linear<U> {
     /// Fuses a following ReLU into the output pass.
     pub(crate) fn set_relu(&mut self) {
         self.core.relu = true;
-    }
-
-    pub(crate) fn backward(
-        &mut self,
-        x: &[f32],
-        y: &[f32],
-        dy: &mut [f32],
-        dx: Option<&mut [f32]>,
-        batch: usize,
-        ctx: Ctx,
-    ) {
-        linear_backward(
-            &self.rows,
-            &mut self.core,
-            &mut self.scratch,
-            x,
-            y,
-            dy,
-            dx,
-            batch,
-            ctx.groups,
-        );
     }
 }
 
@@ -536,11 +645,87 @@ impl Linear<ConvGeometry> {
             core: LinearCore::new(kernel * kernel * input.c, filters, bias, relu, name, rng),
             scratch: Vec::new(),
             prepared: Prepared::default(),
+            winners: Vec::new(),
         })
     }
 
     pub(crate) fn output(&self) -> Shape {
         self.rows.output
+    }
+
+    /// The input gradient comes from the [`fastconv::input_gradient`] convolution where this
+    /// CPU and shape have one, from the row gradients of im2col + GEMM otherwise. With
+    /// `pooled` (after [`Self::forward_pooled`]), `y` and `dy` are the pooled outputs and
+    /// their gradients.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &mut self,
+        pooled: bool,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        batch: usize,
+        ctx: Ctx,
+    ) {
+        let g = self.rows;
+        let (core, scratch) = (&mut self.core, &mut self.scratch);
+        let fast_dx = dx
+            .is_some()
+            .then(|| InputGradient::of(&g, &mut self.prepared, core));
+        let (fast_dx, groups) = (fast_dx.flatten(), ctx.groups);
+        if pooled {
+            let inputs = (x, y, Some(&self.winners[..]));
+            winograd_backward(&g, core, scratch, fast_dx, inputs, dy, dx, batch, groups);
+        } else if fastconv::winograd_weight_gradient(&g) && (dx.is_none() || fast_dx.is_some()) {
+            let inputs = (x, y, None);
+            winograd_backward(&g, core, scratch, fast_dx, inputs, dy, dx, batch, groups);
+        } else {
+            im2col_backward(&g, core, scratch, fast_dx, x, y, dy, dx, batch, groups);
+        }
+    }
+
+    /// Whether a following 2x2 max pool can fold into this layer in training too
+    /// ([`Self::forward_pooled`] and a pooled [`Self::backward`]): Winograd layers with a fused
+    /// ReLU whose backward pass runs through Winograd, input gradient included.
+    pub(crate) fn can_train_pooled(&self) -> bool {
+        let g = &self.rows;
+        self.core.relu
+            && fastconv::method(g) == Some(Method::Winograd)
+            && fastconv::can_pool(g, Method::Winograd)
+            && fastconv::winograd_weight_gradient(g)
+            && fastconv::input_gradient(g).is_some()
+    }
+
+    /// This layer and a following 2x2 max pool in one pass (only where
+    /// [`Self::can_train_pooled`]): `y` receives the pooled outputs.
+    pub(crate) fn forward_pooled(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+        let g = self.rows;
+        let core = &self.core;
+        let Weights::F32(w) = self.prepared.weights(&g, Method::Winograd, &core.w.value) else {
+            unreachable!("Winograd's f32 weights are f32")
+        };
+        let out = Epilogue {
+            bias: core.b.as_ref().map(|b| b.value.as_slice()),
+            relu: true,
+            pool: true,
+        };
+        let (in_len, out_len) = (g.in_len(), g.out_len() / 4);
+        self.winners.resize(batch * out_len, 0);
+        let ranges = group_ranges(batch, ctx.groups);
+        self.scratch.resize_with(ranges.len(), Scratch::default);
+        let ys = split_groups(&mut y[..batch * out_len], &ranges, out_len);
+        let mut winners = &mut self.winners[..];
+        let mut tasks = Vec::with_capacity(ranges.len());
+        for ((&(start, count), y), s) in ranges.iter().zip(ys).zip(self.scratch.iter_mut()) {
+            let (mine, rest) = winners.split_at_mut(count * out_len);
+            winners = rest;
+            tasks.push(((start, count), y, mine, s));
+        }
+        run_groups(tasks, |((start, count), y, winners, s)| {
+            let x = &x[start * in_len..(start + count) * in_len];
+            fastconv::forward_pooled(&g, w, out, x, &mut s.fast, y, winners);
+        });
     }
 
     /// Runs the fast method where this CPU and shape have one, im2col + GEMM otherwise.
@@ -644,6 +829,7 @@ impl Linear<DenseRows> {
             core: LinearCore::new(inputs, units, true, relu, name, rng),
             scratch: Vec::new(),
             prepared: Prepared::default(),
+            winners: Vec::new(),
         })
     }
 
@@ -654,6 +840,54 @@ impl Linear<DenseRows> {
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
         let (rows, core, scratch) = (&self.rows, &self.core, &mut self.scratch);
         linear_forward(rows, core, scratch, x, y, batch, ctx.groups);
+    }
+
+    /// The input gradient is split by images, the weight gradient by rows of weights: each
+    /// thread sums its rows over the whole batch, so no thread writes a full-size partial
+    /// gradient to be summed afterwards (the reference CNN's dense layer has 1.2M weights).
+    pub(crate) fn backward(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        batch: usize,
+        ctx: Ctx,
+    ) {
+        let core = &mut self.core;
+        let (k, n) = (core.k, core.n);
+        let core_ref = &*core;
+        let tasks = backward_tasks((k, n), &mut self.scratch, dy, dx, batch, ctx.groups);
+        run_groups(tasks, |((start, count), dy, dx, s)| {
+            ensure(&mut s.grad, n);
+            let gb = &mut s.grad[..n];
+            gb.fill(0.0);
+            core_ref.mask_rows(&y[start * n..(start + count) * n], dy, gb);
+            if let Some(dx) = dx {
+                let w = View::transposed(&core_ref.w.value, n);
+                matmul(count, k, n, dx, View::rows(dy, n), w, false);
+            }
+        });
+        if let Some(b) = &mut core.b {
+            b.grad.fill(0.0);
+            for s in &self.scratch {
+                b.grad
+                    .iter_mut()
+                    .zip(&s.grad[..n])
+                    .for_each(|(a, b)| *a += b);
+            }
+        }
+        let dy = &dy[..batch * n];
+        let rows = k.div_ceil(ctx.groups.max(1)).next_multiple_of(16);
+        core.w
+            .grad
+            .par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(i, gw)| {
+                let first = i * rows;
+                let x = View::transposed(&x[first..batch * k], k);
+                matmul(gw.len() / n, n, batch, gw, x, View::rows(dy, n), false);
+            });
     }
 
     /// The forward pass in evaluation: one sample at bfloat16 reads its weights as bfloat16
@@ -767,9 +1001,136 @@ pub(crate) mod tests {
                     relu,
                 );
                 assert_eq!(want.len(), per);
-                for (g, w) in got[n * per..(n + 1) * per].iter().zip(&want) {
-                    assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                // What each output sums, in magnitude: Winograd's f32 rounding grows with it
+                // (the tolerance of `fastconv`'s own tests).
+                let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+                let image = &x[n * input.len()..(n + 1) * input.len()];
+                let (w, b) = (abs(&params[0]), abs(&params[1]));
+                let size =
+                    reference_conv(&abs(image), input, &w, &b, filters, k, stride, pad, false);
+                for ((g, w), size) in got[n * per..(n + 1) * per].iter().zip(&want).zip(&size) {
+                    let tolerance = 1e-4 * (1.0 + w.abs()) + size / 65536.0;
+                    assert!((g - w).abs() <= tolerance, "{g} vs {w}");
                 }
+            }
+        }
+    }
+
+    /// A convolution's gradients by definition, for one image and its output gradient `dy`
+    /// (already masked by the fused ReLU): the input gradient, the weight gradient, and what
+    /// each value of the input gradient sums in magnitude (for rounding tolerances).
+    #[allow(clippy::too_many_arguments)]
+    fn reference_gradients(
+        x: &[f32],
+        input: Shape,
+        w: &[f32],
+        dy: &[f32],
+        filters: usize,
+        k: usize,
+        pad: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (oh, ow) = (input.h + 2 * pad + 1 - k, input.w + 2 * pad + 1 - k);
+        let (mut dx, mut size) = (vec![0f32; input.len()], vec![0f32; input.len()]);
+        let mut dw = vec![0f32; w.len()];
+        for (oy, ox, ky, kx) in output_taps(oh, ow, k) {
+            let (iy, ix) = (
+                (oy + ky) as isize - pad as isize,
+                (ox + kx) as isize - pad as isize,
+            );
+            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
+                continue;
+            }
+            let at = (iy as usize * input.w + ix as usize) * input.c;
+            for c in 0..input.c {
+                for f in 0..filters {
+                    let (d, wv) = (
+                        dy[(oy * ow + ox) * filters + f],
+                        w[((ky * k + kx) * input.c + c) * filters + f],
+                    );
+                    dx[at + c] += d * wv;
+                    size[at + c] += (d * wv).abs();
+                    dw[((ky * k + kx) * input.c + c) * filters + f] += d * x[at + c];
+                }
+            }
+        }
+        (dx, dw, size)
+    }
+
+    /// Every (output row, output column, kernel row, kernel column).
+    fn output_taps(
+        oh: usize,
+        ow: usize,
+        k: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        (0..oh).flat_map(move |oy| {
+            (0..ow).flat_map(move |ox| (0..k * k).map(move |t| (oy, ox, t / k, t % k)))
+        })
+    }
+
+    /// The backward pass (the fast input-gradient convolution where the CPU and shape have
+    /// one, im2col otherwise) against the definition.
+    #[test]
+    fn convolution_gradients_match_the_definition() {
+        let mut rng = Rng::new(8);
+        for (input, filters, k, pad) in [
+            // cnn-ref's second layer and the default cnn's: Winograd for the input gradient.
+            (Shape::new(26, 26, 32), 64, 3, 0),
+            (Shape::new(14, 14, 32), 64, 3, 1),
+            (Shape::new(7, 9, 64), 32, 3, 2),
+            // A 5x5 kernel: the direct method; too few channels: im2col.
+            (Shape::new(9, 8, 32), 32, 5, 2),
+            (Shape::new(6, 5, 3), 8, 3, 1),
+        ] {
+            let spec = LayerSpec::Conv2d {
+                filters,
+                kernel: k,
+                stride: 1,
+                padding: pad,
+                bias: true,
+                relu: true,
+            };
+            let mut net = Network::new(input, &[spec], 3).unwrap();
+            net.want_input_grad = true;
+            for p in net.params_mut() {
+                p.value.iter_mut().for_each(|v| *v = rng.normal());
+            }
+            let w = net.params().next().unwrap().value.clone();
+            let batch = 2;
+            let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+            net.input_mut(batch).copy_from_slice(&x);
+            let y = net.forward(crate::Mode::Train, 1).to_vec();
+            let r: Vec<f32> = (0..y.len()).map(|_| rng.normal()).collect();
+            net.backward(&r);
+            let masked: Vec<f32> = r
+                .iter()
+                .zip(&y)
+                .map(|(&r, &y)| if y > 0.0 { r } else { 0.0 })
+                .collect();
+            let (per_in, per_out) = (input.len(), y.len() / batch);
+            let mut want_dw = vec![0f32; w.len()];
+            for n in 0..batch {
+                let (dx, dw, size) = reference_gradients(
+                    &x[n * per_in..(n + 1) * per_in],
+                    input,
+                    &w,
+                    &masked[n * per_out..(n + 1) * per_out],
+                    filters,
+                    k,
+                    pad,
+                );
+                want_dw.iter_mut().zip(&dw).for_each(|(a, b)| *a += b);
+                let got = &net.input_grad()[n * per_in..(n + 1) * per_in];
+                for ((g, w), size) in got.iter().zip(&dx).zip(&size) {
+                    let tolerance = 1e-4 * (1.0 + w.abs()) + size / 65536.0;
+                    assert!((g - w).abs() <= tolerance, "{input:?} k {k}: dx {g} vs {w}");
+                }
+            }
+            let got_dw = &net.params().next().unwrap().grad;
+            for (g, w) in got_dw.iter().zip(&want_dw) {
+                assert!(
+                    (g - w).abs() < 1e-3 * (1.0 + w.abs()),
+                    "{input:?}: dw {g} vs {w}"
+                );
             }
         }
     }

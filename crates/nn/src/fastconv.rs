@@ -1,4 +1,6 @@
-//! Forward convolution without im2col, for stride-1 layers on CPUs with AVX-512.
+//! Convolution without im2col, for stride-1 layers on CPUs with AVX-512: the forward pass,
+//! and in training the input gradient (itself a convolution, [`input_gradient`]) and
+//! Winograd's weight gradient ([`weight_gradient`]).
 //!
 //! Why: for one image the im2col + GEMM product is short and thin (784 x 288 by 32 on the
 //! default CNN's widest layer) and `gemm` reaches ~80 GFLOP/s on it after the patch copy,
@@ -17,6 +19,7 @@
 
 use crate::conv::ConvGeometry;
 use crate::infer::Precision;
+use crate::layer::Shape;
 
 /// Output channels per pass: two 16-lane registers per row.
 const BLOCK: usize = 32;
@@ -89,6 +92,45 @@ pub(crate) fn avx512_bf16() -> bool {
 pub(crate) struct Prepared {
     floats: Vec<f32>,
     pairs: Vec<u32>,
+    /// The weights of the layer's [`input_gradient`] convolution, as its method reads them.
+    input_gradient: Vec<f32>,
+}
+
+/// The convolution whose forward pass is `g`'s input gradient, where it is one this module
+/// runs: for stride 1, the gradient with respect to the input is the output gradient
+/// convolved with the filters flipped in space and with input and output channels swapped,
+/// over the output gradient zero-padded by `kernel - 1 - padding`. Winograd does that in a
+/// quarter of the multiplies the im2col product and its scatter-add take (which were the
+/// larger half of a `cnn-ref` training step).
+pub(crate) fn input_gradient(g: &ConvGeometry) -> Option<(ConvGeometry, Method)> {
+    if g.stride != 1 || g.padding >= g.kernel {
+        return None;
+    }
+    let back = ConvGeometry {
+        input: g.output,
+        output: g.input,
+        kernel: g.kernel,
+        stride: 1,
+        padding: g.kernel - 1 - g.padding,
+    };
+    method(&back).map(|m| (back, m))
+}
+
+/// `g`'s weights `[ky][kx][c_in][n]` as the weights of its [`input_gradient`] convolution:
+/// `[k-1-ky][k-1-kx][n][c_in]`.
+fn flipped(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let (k, cin, n) = (g.kernel, g.input.c, g.output.c);
+    let mut out = vec![0.0; w.len()];
+    for tap in 0..k * k {
+        let from = &w[tap * cin * n..(tap + 1) * cin * n];
+        let to = &mut out[(k * k - 1 - tap) * cin * n..(k * k - tap) * cin * n];
+        for (ci, row) in from.chunks_exact(n).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                to[co * cin + ci] = v;
+            }
+        }
+    }
+    out
 }
 
 /// Weights as a method reads them: f32, or bfloat16 pairs of neighbouring input channels.
@@ -123,6 +165,24 @@ impl Prepared {
         }
     }
 
+    /// Weights for the [`input_gradient`] convolution `back` (with `method`) of the layer `g`
+    /// whose weights are `w`.
+    pub(crate) fn input_gradient_weights(
+        &mut self,
+        g: &ConvGeometry,
+        (back, method): (ConvGeometry, Method),
+        w: &[f32],
+    ) -> Weights<'_> {
+        if self.input_gradient.is_empty() {
+            let w = flipped(g, w);
+            self.input_gradient = match method {
+                Method::Winograd => winograd_filters(&back, &w),
+                _ => w,
+            };
+        }
+        Weights::F32(&self.input_gradient)
+    }
+
     /// A dense layer's `[k x n]` weights as bfloat16 pairs of rows.
     pub(crate) fn pairs(&mut self, w: &[f32], n: usize) -> &[u32] {
         if self.pairs.is_empty() {
@@ -146,6 +206,8 @@ pub(crate) struct Epilogue<'a> {
 pub(crate) struct Scratch {
     floats: Vec<f32>,
     pairs: Vec<u32>,
+    /// Winograd's weight gradient `[36][c_in][n]`, summed over images.
+    gradient: Vec<f32>,
 }
 
 /// `v` rounded to the nearest bfloat16 (ties to even), as the CPU's conversion does.
@@ -201,7 +263,7 @@ pub(crate) fn forward(
         }
         (Method::Winograd, Weights::F32(_)) | (Method::WinogradBf16, Weights::Bf16Pairs(_)) => {
             for (image, y) in images {
-                winograd(g, weights, out, image, scratch, y);
+                winograd(g, weights, out, image, scratch, y, None);
             }
         }
         _ => panic!("weights prepared for another method"),
@@ -289,16 +351,72 @@ const TILE: usize = 4;
 /// Input tile side: the output tile and the 3x3 kernel's reach.
 const SPAN: usize = TILE + 2;
 
-/// G along one axis of a 3-tap filter.
-fn g_axis([a, b, c]: [f32; 3]) -> [f32; SPAN] {
+/// G, the filter transform along one axis (3 taps to 6 values), as small integers over a
+/// divisor per row: sums of exact multiples, then one division (as few roundings as the
+/// scalar form `(a + 2b + 4c) / 24`).
+const G: ([[f32; 3]; SPAN], [f32; SPAN]) = (
     [
-        a / 4.0,
-        -(a + b + c) / 6.0,
-        -(a - b + c) / 6.0,
-        a / 24.0 + b / 12.0 + c / 6.0,
-        a / 24.0 - b / 12.0 + c / 6.0,
-        c,
-    ]
+        [1.0, 0.0, 0.0],
+        [-1.0, -1.0, -1.0],
+        [-1.0, 1.0, -1.0],
+        [1.0, 2.0, 4.0],
+        [1.0, -2.0, 4.0],
+        [0.0, 0.0, 1.0],
+    ],
+    [4.0, 6.0, 6.0, 24.0, 24.0, 1.0],
+);
+
+/// Gᵀ, for the weight gradient (divisors of 1).
+const GT: ([[f32; SPAN]; 3], [f32; 3]) = {
+    let mut t = [[0.0; SPAN]; 3];
+    let mut i = 0;
+    while i < SPAN {
+        let mut k = 0;
+        while k < 3 {
+            t[k][i] = G.0[i][k] / G.1[i];
+            k += 1;
+        }
+        i += 1;
+    }
+    (t, [1.0; 3])
+};
+
+/// `out[a][b] = Σ_p Σ_q m[a][p] m[b][q] x[p][q]` (with `m`'s rows over their divisors) for a
+/// `P x P` grid of planes `x`, each `plane` floats, into an `A x A` grid: `m x mᵀ` on every
+/// channel pair at once, one axis at a time, whole planes per step so that it vectorises
+/// (channel pair by channel pair it took 0.3 ms a training step on the calling thread, while
+/// the pool waited).
+fn transform_planes<const A: usize, const P: usize>(
+    (m, divisors): &([[f32; P]; A], [f32; A]),
+    x: &[f32],
+    plane: usize,
+    out: &mut [f32],
+) {
+    // One row of the result, a combination of `P` planes.
+    fn row<'x>(out: &mut [f32], m: &[f32], divisor: f32, x: impl Iterator<Item = &'x [f32]>) {
+        out.fill(0.0);
+        for (&c, x) in m.iter().zip(x) {
+            if c != 0.0 {
+                out.iter_mut().zip(x).for_each(|(o, x)| *o += c * x);
+            }
+        }
+        if divisor != 1.0 {
+            out.iter_mut().for_each(|o| *o /= divisor);
+        }
+    }
+    // Along the first axis: half[a][q] from x[p][q].
+    let mut half = vec![0.0f32; A * P * plane];
+    for (i, out) in half.chunks_exact_mut(plane).enumerate() {
+        let (a, q) = (i / P, i % P);
+        let planes = (0..P).map(|p| &x[(p * P + q) * plane..(p * P + q + 1) * plane]);
+        row(out, &m[a], divisors[a], planes);
+    }
+    // Along the second: out[a][b] from half[a][q].
+    for (i, out) in out[..A * A * plane].chunks_exact_mut(plane).enumerate() {
+        let (a, b) = (i / A, i % A);
+        let planes = (0..P).map(|q| &half[(a * P + q) * plane..(a * P + q + 1) * plane]);
+        row(out, &m[b], divisors[b], planes);
+    }
 }
 
 // The vector transforms below are only called from functions compiled with AVX-512F, into
@@ -350,21 +468,9 @@ fn at(m: [__m512; SPAN]) -> [__m512; TILE] {
 
 /// Transformed filters `[36][c_in][n]`: U = G g Gᵀ for every (input, output) channel pair.
 fn winograd_filters(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
-    let (cin, n) = (g.input.c, g.output.c);
-    let mut u = vec![0.0f32; SPAN * SPAN * cin * n];
-    for ci in 0..cin {
-        for co in 0..n {
-            let tap = |ky: usize, kx: usize| w[((ky * 3 + kx) * cin + ci) * n + co];
-            let cols: [[f32; SPAN]; 3] =
-                std::array::from_fn(|kx| g_axis([0, 1, 2].map(|ky| tap(ky, kx))));
-            let tile: [[f32; SPAN]; SPAN] = std::array::from_fn(|i| g_axis(cols.map(|c| c[i])));
-            for (i, row) in tile.iter().enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    u[((i * SPAN + j) * cin + ci) * n + co] = v;
-                }
-            }
-        }
-    }
+    let plane = g.input.c * g.output.c;
+    let mut u = vec![0.0f32; SPAN * SPAN * plane];
+    transform_planes(&G, w, plane, &mut u);
     u
 }
 
@@ -386,6 +492,8 @@ enum Transformed {
     Bf16Pairs(*mut u32),
 }
 
+/// One image through Winograd; with a pool, `winners` (when given) receives the position in
+/// its window (0 to 3, row-major) that each pooled value came from.
 fn winograd(
     g: &ConvGeometry,
     weights: Weights,
@@ -393,16 +501,14 @@ fn winograd(
     image: &[f32],
     scratch: &mut Scratch,
     y: &mut [f32],
+    winners: Option<&mut [u8]>,
 ) {
     let (cin, n) = (g.input.c, g.output.c);
     let (oh, ow) = (g.output.h, g.output.w);
     let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
     let tiles = th * tw;
     let values = SPAN * SPAN;
-    // Floats from one tile's values to the next in V and M: one cache line more than they
-    // hold, since a power of two (2 or 4 KB with F(2x2, 3x3)'s 16 values) put the
-    // micro-kernel's rows in one L1 set (8% slower).
-    let (v_row, m_row) = (values * cin + 32, values * n + 16);
+    let (v_row, m_row) = tile_rows(cin, n);
     let (v_len, m_len) = (tiles * v_row, tiles * m_row);
     let pairs = matches!(weights, Weights::Bf16Pairs(_));
     // V takes f32 room, or half as many u32 pairs.
@@ -473,11 +579,161 @@ fn winograd(
     assert!(m.len() >= m_len && y.len() >= out_len && n % 16 == 0);
     assert!(out.bias.is_none_or(|b| b.len() >= n));
     assert!(!out.pool || (oh % 2 == 0 && ow % 2 == 0));
+    assert!(winners
+        .as_ref()
+        .is_none_or(|w| out.pool && w.len() >= out_len));
+    let winners = winners.map_or(std::ptr::null_mut(), |w| w.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as above; the asserts cover every tile, channel and output pixel.
     unsafe {
-        transform_output(m, n, (th, tw), m_row, out, (oh, ow), y)
+        transform_output(m, n, (th, tw), m_row, out, (oh, ow), (y, winners))
     };
+}
+
+/// Training's forward pass of a Winograd layer with a 2x2 max pool folded in (where
+/// [`can_pool`]): `y` receives the pooled outputs and `winners` the position in its window
+/// (0 to 3, row-major) each came from, for [`unpool`]. The full-size output is never
+/// written: on the reference CNN it is 19 MB per batch, written, read by the pool and read
+/// again by the backward pass.
+pub(crate) fn forward_pooled(
+    g: &ConvGeometry,
+    weights: &[f32],
+    out: Epilogue,
+    x: &[f32],
+    scratch: &mut Scratch,
+    y: &mut [f32],
+    winners: &mut [u8],
+) {
+    assert_eq!(
+        method(g),
+        Some(Method::Winograd),
+        "unsupported fast convolution"
+    );
+    assert!(out.pool && can_pool(g, Method::Winograd));
+    let out_len = g.output.len() / 4;
+    let images = x.chunks_exact(g.input.len()).zip(
+        y.chunks_exact_mut(out_len)
+            .zip(winners.chunks_exact_mut(out_len)),
+    );
+    for (image, (y, winners)) in images {
+        let weights = Weights::F32(weights);
+        winograd(g, weights, out, image, scratch, y, Some(winners));
+    }
+}
+
+/// The full-size output gradient `dy` `[h][w][n]` of a layer whose pooled outputs `y` (after
+/// the ReLU) have gradients `dpooled`: each pooled gradient goes to the window position that
+/// won, where the output was positive; the rest is zero. Adds the result to the bias
+/// gradient `gb`. Only for outputs where [`can_pool`].
+pub(crate) fn unpool(
+    output: Shape,
+    y: &[f32],
+    dpooled: &[f32],
+    winners: &[u8],
+    dy: &mut [f32],
+    gb: &mut [f32],
+) {
+    let (n, w, pw) = (output.c, output.w, output.w / 2);
+    let dy = &mut dy[..output.len()];
+    let pooled = y
+        .chunks_exact(n)
+        .zip(dpooled.chunks_exact(n).zip(winners.chunks_exact(n)))
+        .take(output.len() / 4 / n);
+    for (pixel, (y, (d, winners))) in pooled.enumerate() {
+        let (py, px) = (pixel / pw, pixel % pw);
+        for (g, (&y, &d)) in gb.iter_mut().zip(y.iter().zip(d)) {
+            *g += if y > 0.0 { d } else { 0.0 };
+        }
+        // Every value of the window written once, as selects (which vectorise).
+        for position in 0..4u8 {
+            let (wy, wx) = (usize::from(position >> 1), usize::from(position & 1));
+            let at = ((2 * py + wy) * w + 2 * px + wx) * n;
+            let out = dy[at..at + n].iter_mut().zip(y.iter().zip(d).zip(winners));
+            for (out, ((&y, &d), &winner)) in out {
+                *out = if winner == position && y > 0.0 {
+                    d
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Floats from one tile's values to the next in V and M: one cache line more than they hold,
+/// since a power of two (2 or 4 KB with F(2x2, 3x3)'s 16 values) put the micro-kernel's rows
+/// in one L1 set (8% slower).
+fn tile_rows(cin: usize, n: usize) -> (usize, usize) {
+    (SPAN * SPAN * cin + 32, SPAN * SPAN * n + 16)
+}
+
+/// Whether [`weight_gradient`] runs for `g`: Winograd layers whose input channels fill its
+/// kernel's blocks of 8.
+pub(crate) fn winograd_weight_gradient(g: &ConvGeometry) -> bool {
+    method(g) == Some(Method::Winograd) && g.input.c.is_multiple_of(GRADIENT_ROWS)
+}
+
+/// Input channels per pass of the weight gradient's kernel (with 32 output channels: 16
+/// accumulators).
+const GRADIENT_ROWS: usize = 8;
+
+/// Adds one image's contribution to Winograd's weight gradient in `scratch`: the adjoint of
+/// the forward pass in the filter, ΔU[ξ] += V[ξ]ᵀ ΔM[ξ] with V = Bᵀ d B as in the forward pass
+/// and ΔM = A ΔY Aᵀ, 36 products of `[c_in x tiles]` by `[tiles x n]` (a quarter of the
+/// multiplies of im2col's `[k x pixels]` by `[pixels x n]`). `dy` is the output gradient
+/// after the fused ReLU. Call [`start_weight_gradient`] first and [`finish_weight_gradient`]
+/// after the last image.
+pub(crate) fn weight_gradient(g: &ConvGeometry, image: &[f32], dy: &[f32], scratch: &mut Scratch) {
+    assert!(
+        winograd_weight_gradient(g),
+        "no Winograd weight gradient for this layer"
+    );
+    let (cin, n) = (g.input.c, g.output.c);
+    let (oh, ow) = (g.output.h, g.output.w);
+    let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
+    let tiles = th * tw;
+    let (v_row, m_row) = tile_rows(cin, n);
+    let (v_len, m_len) = (tiles * v_row, tiles * m_row);
+    ensure(&mut scratch.floats, m_len + v_len);
+    let (m, v) = scratch.floats.split_at_mut(m_len);
+    let du = &mut scratch.gradient;
+    assert!(image.len() >= g.input.len() && dy.len() >= g.output.len());
+    assert!(du.len() == SPAN * SPAN * cin * n && n % 32 == 0 && cin % GRADIENT_ROWS == 0);
+    let src = Source {
+        image: image.as_ptr(),
+        h: g.input.h,
+        w: g.input.w,
+        pad: g.padding,
+    };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: Winograd only runs where AVX-512F is present; the asserts above cover every
+    // pixel, tile and channel the transforms and the products touch.
+    unsafe {
+        transform_input(src, cin, (th, tw), v_row, Transformed::F32(v.as_mut_ptr()));
+        transform_output_gradient(dy, n, (th, tw), m_row, (oh, ow), m);
+        for xi in 0..SPAN * SPAN {
+            for ci in (0..cin).step_by(GRADIENT_ROWS) {
+                for co in (0..n).step_by(32) {
+                    let at = (xi * cin + ci) * n + co;
+                    let (vx, mx) = (&v[xi * cin + ci..], &m[xi * n + co..]);
+                    outer_sums(vx, v_row, mx, m_row, tiles, n, &mut du[at..]);
+                }
+            }
+        }
+    }
+}
+
+/// Clears the weight gradient's sums for a new batch.
+pub(crate) fn start_weight_gradient(g: &ConvGeometry, scratch: &mut Scratch) {
+    let len = SPAN * SPAN * g.input.c * g.output.c;
+    scratch.gradient.clear();
+    scratch.gradient.resize(len, 0.0);
+}
+
+/// The weight gradient `[3][3][c_in][n]` from the sums: ΔW = Gᵀ ΔU G.
+pub(crate) fn finish_weight_gradient(g: &ConvGeometry, scratch: &Scratch, dw: &mut [f32]) {
+    let plane = g.input.c * g.output.c;
+    transform_planes(&GT, &scratch.gradient, plane, dw);
 }
 
 /// M[ξ] = V[ξ] U[ξ] for each ξ: `[tiles x depth]` by `[depth x n]` products, one block of
@@ -643,7 +899,7 @@ unsafe fn transform_output(
     m_row: usize,
     out: Epilogue,
     (oh, ow): (usize, usize),
-    y: &mut [f32],
+    (y, winners): (&mut [f32], *mut u8),
 ) {
     use std::arch::x86_64::*;
     let tiles = th * tw;
@@ -690,11 +946,31 @@ unsafe fn transform_output(
                             let (py, px) = (ty * TILE / 2 + a, tx * TILE / 2 + bx);
                             if py < ph && px < pw {
                                 let (i, j) = (2 * a, 2 * bx);
-                                let best = _mm512_max_ps(
+                                let (top, bottom) = (
                                     _mm512_max_ps(tile[j][i], tile[j + 1][i]),
                                     _mm512_max_ps(tile[j][i + 1], tile[j + 1][i + 1]),
                                 );
-                                _mm512_storeu_ps(dst.add((py * pw + px) * n + c), finish(best));
+                                let best = _mm512_max_ps(top, bottom);
+                                let at = (py * pw + px) * n + c;
+                                _mm512_storeu_ps(dst.add(at), finish(best));
+                                if !winners.is_null() {
+                                    // The first of equal values wins, as in the pool layer.
+                                    let right = |l: __m512, r: __m512| {
+                                        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(r, l)
+                                    };
+                                    let lower = right(top, bottom);
+                                    let column = (lower
+                                        & right(tile[j][i + 1], tile[j + 1][i + 1]))
+                                        | (!lower & right(tile[j][i], tile[j + 1][i]));
+                                    let index = _mm512_or_si512(
+                                        _mm512_maskz_set1_epi32(lower, 2),
+                                        _mm512_maskz_set1_epi32(column, 1),
+                                    );
+                                    _mm_storeu_si128(
+                                        winners.add(at).cast(),
+                                        _mm512_cvtepi32_epi8(index),
+                                    );
+                                }
                             }
                         }
                     }
@@ -709,6 +985,117 @@ unsafe fn transform_output(
                     }
                 }
             }
+        }
+    }
+}
+
+/// ΔM = A ΔY Aᵀ for every tile, 16 channels at a time: the adjoint of `transform_output`
+/// without its epilogue (gradients of outputs cropped away are zero).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_output_gradient(
+    dy: &[f32],
+    n: usize,
+    (th, tw): (usize, usize),
+    m_row: usize,
+    (oh, ow): (usize, usize),
+    m: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (src, dst) = (dy.as_ptr(), m.as_mut_ptr());
+    // SAFETY: the caller checked `dy` and `m` against every tile and channel; a pixel outside
+    // the output is a load with no lanes.
+    unsafe {
+        for t in 0..th * tw {
+            let (y0, x0) = (TILE * (t / tw), TILE * (t % tw));
+            for c in (0..n).step_by(16) {
+                // `cols[i][xi]`: the gradient of output row `i` along ξ's second axis.
+                let mut cols = [[_mm512_setzero_ps(); SPAN]; TILE];
+                for (i, col) in cols.iter_mut().enumerate() {
+                    let mut row = [_mm512_setzero_ps(); TILE];
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let (oy, ox) = (y0 + i, x0 + j);
+                        let (mask, at) = if oy < oh && ox < ow {
+                            (u16::MAX, (oy * ow + ox) * n + c)
+                        } else {
+                            (0, 0)
+                        };
+                        *v = _mm512_maskz_loadu_ps(mask, src.add(at));
+                    }
+                    *col = a(row);
+                }
+                for xi in 0..SPAN {
+                    let mut column = [_mm512_setzero_ps(); TILE];
+                    for (v, col) in column.iter_mut().zip(&cols) {
+                        *v = col[xi];
+                    }
+                    for (i, value) in a(column).into_iter().enumerate() {
+                        _mm512_storeu_ps(dst.add(t * m_row + (i * SPAN + xi) * n + c), value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A along one axis of a tile's output gradients: the adjoint of [`at`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn a(d: [__m512; TILE]) -> [__m512; SPAN] {
+    // SAFETY: see `bt`.
+    unsafe {
+        let k = _mm512_set1_ps;
+        let (even, odd) = (_mm512_add_ps(d[0], d[2]), _mm512_add_ps(d[1], d[3]));
+        let even4 = _mm512_fmadd_ps(k(4.0), d[2], d[0]);
+        let odd8 = _mm512_mul_ps(k(2.0), _mm512_fmadd_ps(k(4.0), d[3], d[1]));
+        [
+            d[0],
+            _mm512_add_ps(even, odd),
+            _mm512_sub_ps(even, odd),
+            _mm512_add_ps(even4, odd8),
+            _mm512_sub_ps(even4, odd8),
+            d[3],
+        ]
+    }
+}
+
+/// `du[r][..32] += Σ_t v[t][r] m[t][..32]` for `GRADIENT_ROWS` rows `r`: rows of V are
+/// `v_row` apart, of ΔM `m_row`, of ΔU `n`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn outer_sums(
+    v: &[f32],
+    v_row: usize,
+    m: &[f32],
+    m_row: usize,
+    tiles: usize,
+    n: usize,
+    du: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    assert!(tiles > 0 && v.len() > (tiles - 1) * v_row + GRADIENT_ROWS - 1);
+    assert!(m.len() >= (tiles - 1) * m_row + 32 && du.len() >= (GRADIENT_ROWS - 1) * n + 32);
+    let (vp, mp, dp) = (v.as_ptr(), m.as_ptr(), du.as_mut_ptr());
+    // SAFETY: the asserts cover every load and store.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; GRADIENT_ROWS];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = [0, 16].map(|o| _mm512_loadu_ps(dp.add(r * n + o)));
+        }
+        for t in 0..tiles {
+            let (m0, m1) = (
+                _mm512_loadu_ps(mp.add(t * m_row)),
+                _mm512_loadu_ps(mp.add(t * m_row + 16)),
+            );
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*vp.add(t * v_row + r));
+                acc[0] = _mm512_fmadd_ps(b, m0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(b, m1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(dp.add(r * n), acc[0]);
+            _mm512_storeu_ps(dp.add(r * n + 16), acc[1]);
         }
     }
 }
@@ -1004,6 +1391,7 @@ mod tests {
                     let mut scratch = Scratch {
                         floats: vec![f32::NAN; 1 << 18],
                         pairs: vec![u32::MAX; 1 << 18],
+                        gradient: Vec::new(),
                     };
                     forward(&g, method, weights, out, &x, &mut scratch, &mut y);
                     for i in 0..images {

@@ -146,6 +146,65 @@ fn relu_and_maxpool() {
     check(Shape::new(5, 5, 1), &specs, 2);
 }
 
+/// A Winograd convolution (wide enough for its fast backward pass) with the max pool after
+/// it folded into its passes, where the CPU has AVX-512.
+fn folded_pool_specs() -> [LayerSpec; 3] {
+    [
+        LayerSpec::Conv2d {
+            filters: 32,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            relu: true,
+        },
+        LayerSpec::MaxPool2d { size: 2 },
+        LayerSpec::Dense {
+            units: 3,
+            relu: false,
+        },
+    ]
+}
+
+/// The folded passes against the plain convolution and pool layers (each checked above and
+/// against the definition): same logits, same gradients.
+#[test]
+fn a_folded_pool_trains_like_the_plain_layers() {
+    let input = Shape::new(8, 6, 32);
+    let mut folded = Network::new(input, &folded_pool_specs(), 3).unwrap();
+    assert_eq!(folded.pooled[0], crate::fastconv::avx512());
+    folded.want_input_grad = true;
+    let mut plain = folded.clone();
+    plain.pooled.iter_mut().for_each(|p| *p = false);
+    let mut rng = Rng::new(4);
+    let batch = 3;
+    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+    let r: Vec<f32> = (0..batch * 3).map(|_| rng.normal()).collect();
+    let run = |net: &mut Network| {
+        net.input_mut(batch).copy_from_slice(&x);
+        let logits = net.forward(Mode::Train, 1).to_vec();
+        net.backward(&r);
+        let grads = net.params().flat_map(|p| p.grad.clone());
+        (
+            logits,
+            grads.chain(net.input_grad().to_vec()).collect::<Vec<f32>>(),
+        )
+    };
+    let (folded, plain) = (run(&mut folded), run(&mut plain));
+    assert!(folded.1.iter().any(|&g| g != 0.0));
+    for (a, b) in folded
+        .0
+        .iter()
+        .zip(&plain.0)
+        .chain(folded.1.iter().zip(&plain.1))
+    {
+        assert!(
+            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "folded {a} vs plain {b}"
+        );
+    }
+}
+
 #[test]
 fn batchnorm_conv_and_dense() {
     let specs = [
@@ -211,13 +270,18 @@ fn threads_do_not_change_the_gradients_much() {
             relu: false,
         },
     ];
+    threads_agree(Shape::new(6, 6, 1), &specs);
+    threads_agree(Shape::new(6, 6, 32), &folded_pool_specs());
+}
+
+fn threads_agree(input: Shape, specs: &[LayerSpec]) {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
-            let mut net = Network::new(Shape::new(6, 6, 1), &specs, 1).unwrap();
+            let mut net = Network::new(input, specs, 1).unwrap();
             let mut rng = Rng::new(2);
             net.input_mut(9).iter_mut().for_each(|v| *v = rng.normal());
             let y = net.forward(Mode::Train, 5).to_vec();

@@ -207,7 +207,7 @@ impl Layer {
         ctx: Ctx,
     ) {
         match self {
-            Layer::Conv2d(l) => l.backward(x, y, dy, dx, batch, ctx),
+            Layer::Conv2d(l) => l.backward(false, x, y, dy, dx, batch, ctx),
             Layer::Dense(l) => l.backward(x, y, dy, dx, batch, ctx),
             Layer::Relu(_) => {
                 if let Some(dx) = dx {

@@ -26,6 +26,11 @@ pub struct Network {
     /// Gradients with respect to `acts`; `grads[0]` is only filled in gradient checks.
     grads: Vec<Vec<f32>>,
     batch: usize,
+    /// `pooled[i]`: layer `i` is a convolution that runs the 2x2 max pool after it (layer
+    /// `i + 1`) in its own passes (`Conv2d::forward_pooled`), so the full-size output
+    /// between them is never stored (19 MB a batch on the reference CNN, written once and
+    /// read three times).
+    pub(crate) pooled: Vec<bool>,
     /// The evaluation-mode layers folded for [`Network::predict`], built on first use after
     /// the weights last changed.
     pub(crate) plan: Option<Plan>,
@@ -56,7 +61,16 @@ impl Network {
             layers.push(layer);
         }
         let n = layers.len() + 1;
+        let pooled = (0..layers.len())
+            .map(|i| match (&layers[i], layers.get(i + 1)) {
+                (Layer::Conv2d(conv), Some(Layer::MaxPool2d(pool))) => {
+                    conv.can_train_pooled() && pool.size() == 2
+                }
+                _ => false,
+            })
+            .collect();
         Ok(Network {
+            pooled,
             input,
             specs: specs.to_vec(),
             layers,
@@ -94,7 +108,13 @@ impl Network {
     pub fn input_mut(&mut self, batch: usize) -> &mut [f32] {
         if batch != self.batch {
             for i in 0..self.acts.len() {
-                let len = batch * self.shape_at(i).len();
+                // Nobody stores or reads a convolution's output that its pool folds into it.
+                let skipped = i > 0 && self.pooled[i - 1];
+                let len = if skipped {
+                    0
+                } else {
+                    batch * self.shape_at(i).len()
+                };
                 self.acts[i].resize(len, 0.0);
                 self.grads[i].resize(len, 0.0);
             }
@@ -107,7 +127,8 @@ impl Network {
     /// `seed` draws this step's dropout masks. Work is split over the current rayon pool.
     pub fn forward(&mut self, mode: Mode, seed: u64) -> &[f32] {
         let groups = rayon::current_num_threads();
-        for (index, layer) in self.layers.iter_mut().enumerate() {
+        let mut index = 0;
+        while index < self.layers.len() {
             let (done, rest) = self.acts.split_at_mut(index + 1);
             let ctx = Ctx {
                 mode,
@@ -115,7 +136,14 @@ impl Network {
                 index,
                 groups,
             };
-            layer.forward(&done[index], &mut rest[0], self.batch, ctx);
+            match &mut self.layers[index] {
+                Layer::Conv2d(conv) if self.pooled[index] => {
+                    conv.forward_pooled(&done[index], &mut rest[1], self.batch, ctx);
+                    index += 1;
+                }
+                layer => layer.forward(&done[index], &mut rest[0], self.batch, ctx),
+            }
+            index += 1;
         }
         &self.acts[self.layers.len()]
     }
@@ -128,6 +156,9 @@ impl Network {
         let n = self.grads[last].len();
         self.grads[last].copy_from_slice(&dlogits[..n]);
         for index in (0..last).rev() {
+            if index > 0 && self.pooled[index - 1] {
+                continue;
+            }
             let (lo, hi) = self.grads.split_at_mut(index + 1);
             #[cfg(test)]
             let want_dx = index > 0 || self.want_input_grad;
@@ -140,14 +171,13 @@ impl Network {
                 index,
                 groups,
             };
-            self.layers[index].backward(
-                &self.acts[index],
-                &self.acts[index + 1],
-                &mut hi[0],
-                dx,
-                self.batch,
-                ctx,
-            );
+            let (x, batch) = (&self.acts[index], self.batch);
+            match &mut self.layers[index] {
+                Layer::Conv2d(conv) if self.pooled[index] => {
+                    conv.backward(true, x, &self.acts[index + 2], &mut hi[1], dx, batch, ctx)
+                }
+                layer => layer.backward(x, &self.acts[index + 1], &mut hi[0], dx, batch, ctx),
+            }
         }
     }
 
