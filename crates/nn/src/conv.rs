@@ -406,12 +406,14 @@ fn im2col_backward(
     core.reduce(scratch);
 }
 
-/// A convolution's backward pass through Winograd, image by image: the weight gradient as
-/// [`fastconv::weight_gradient`] sums it, the input gradient from `fast_dx` (required when
+/// A convolution's backward pass without im2col, image by image: the weight gradient through
+/// Winograd ([`fastconv::weight_gradient`]) or tap by tap
+/// ([`fastconv::direct_weight_gradient`]), the input gradient from `fast_dx` (required when
 /// `dx` is wanted).
 #[allow(clippy::too_many_arguments)]
-fn winograd_backward(
+fn fast_backward(
     g: &ConvGeometry,
+    winograd: bool,
     core: &mut LinearCore,
     scratch: &mut Vec<Scratch>,
     fast_dx: Option<InputGradient>,
@@ -438,7 +440,11 @@ fn winograd_backward(
         ensure(grad, grad_len);
         let (gw, gb) = grad[..grad_len].split_at_mut(kn);
         gb.fill(0.0);
-        fastconv::start_weight_gradient(g, fast);
+        if winograd {
+            fastconv::start_weight_gradient(g, fast);
+        } else {
+            gw.fill(0.0);
+        }
         for (i, dy) in dy.chunks_exact_mut(out_len).take(count).enumerate() {
             let n = start + i;
             let y = &y[n * out_len..(n + 1) * out_len];
@@ -455,12 +461,18 @@ fn winograd_backward(
                 }
             };
             let image = &x[n * in_len..(n + 1) * in_len];
-            fastconv::weight_gradient(g, image, dy, fast);
+            if winograd {
+                fastconv::weight_gradient(g, image, dy, fast);
+            } else {
+                fastconv::direct_weight_gradient(g, image, dy, gw);
+            }
             if let (Some(dx), Some(f)) = (dx.as_deref_mut(), fast_dx) {
                 f.run(dy, fast, &mut dx[i * in_len..(i + 1) * in_len]);
             }
         }
-        fastconv::finish_weight_gradient(g, fast, gw);
+        if winograd {
+            fastconv::finish_weight_gradient(g, fast, gw);
+        }
     });
     core.reduce(scratch);
 }
@@ -674,12 +686,18 @@ impl Linear<ConvGeometry> {
             .is_some()
             .then(|| InputGradient::of(&g, &mut self.prepared, core));
         let (fast_dx, groups) = (fast_dx.flatten(), ctx.groups);
+        let winograd = fastconv::winograd_weight_gradient(&g);
+        let direct = fastconv::method(&g) == Some(Method::Direct);
         if pooled {
             let inputs = (x, y, Some(&self.winners[..]));
-            winograd_backward(&g, core, scratch, fast_dx, inputs, dy, dx, batch, groups);
-        } else if fastconv::winograd_weight_gradient(&g) && (dx.is_none() || fast_dx.is_some()) {
+            fast_backward(
+                &g, true, core, scratch, fast_dx, inputs, dy, dx, batch, groups,
+            );
+        } else if (winograd || direct) && (dx.is_none() || fast_dx.is_some()) {
             let inputs = (x, y, None);
-            winograd_backward(&g, core, scratch, fast_dx, inputs, dy, dx, batch, groups);
+            fast_backward(
+                &g, winograd, core, scratch, fast_dx, inputs, dy, dx, batch, groups,
+            );
         } else {
             im2col_backward(&g, core, scratch, fast_dx, x, y, dy, dx, batch, groups);
         }
@@ -1072,14 +1090,18 @@ pub(crate) mod tests {
     #[test]
     fn convolution_gradients_match_the_definition() {
         let mut rng = Rng::new(8);
-        for (input, filters, k, pad) in [
-            // cnn-ref's second layer and the default cnn's: Winograd for the input gradient.
-            (Shape::new(26, 26, 32), 64, 3, 0),
-            (Shape::new(14, 14, 32), 64, 3, 1),
-            (Shape::new(7, 9, 64), 32, 3, 2),
+        for (input, filters, k, pad, input_grad) in [
+            // cnn-ref's second layer and the default cnn's: Winograd.
+            (Shape::new(26, 26, 32), 64, 3, 0, true),
+            (Shape::new(14, 14, 32), 64, 3, 1, true),
+            (Shape::new(7, 9, 64), 32, 3, 2, true),
             // A 5x5 kernel: the direct method; too few channels: im2col.
-            (Shape::new(9, 8, 32), 32, 5, 2),
-            (Shape::new(6, 5, 3), 8, 3, 1),
+            (Shape::new(9, 8, 32), 32, 5, 2, true),
+            (Shape::new(6, 5, 3), 8, 3, 1, true),
+            // First layers (no input gradient): the direct weight gradient, then im2col's.
+            (Shape::new(28, 28, 1), 32, 3, 0, false),
+            (Shape::new(11, 10, 3), 32, 3, 1, false),
+            (Shape::new(11, 10, 3), 32, 3, 1, true),
         ] {
             let spec = LayerSpec::Conv2d {
                 filters,
@@ -1090,7 +1112,7 @@ pub(crate) mod tests {
                 relu: true,
             };
             let mut net = Network::new(input, &[spec], 3).unwrap();
-            net.want_input_grad = true;
+            net.want_input_grad = input_grad;
             for p in net.params_mut() {
                 p.value.iter_mut().for_each(|v| *v = rng.normal());
             }
@@ -1119,6 +1141,9 @@ pub(crate) mod tests {
                     pad,
                 );
                 want_dw.iter_mut().zip(&dw).for_each(|(a, b)| *a += b);
+                if !input_grad {
+                    continue;
+                }
                 let got = &net.input_grad()[n * per_in..(n + 1) * per_in];
                 for ((g, w), size) in got.iter().zip(&dx).zip(&size) {
                     let tolerance = 1e-4 * (1.0 + w.abs()) + size / 65536.0;
