@@ -553,6 +553,10 @@ pub enum BenchCommand {
         model: Architecture,
         #[arg(long, default_value_t = 50)]
         batches: usize,
+        /// Thread counts to compare in one run, e.g. `1,2`: their batches alternate in turns
+        /// of five, so the machine's changes of speed fall on each alike (default: --threads).
+        #[arg(long, value_delimiter = ',')]
+        compare_threads: Vec<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -580,23 +584,50 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
         BenchCommand::Train {
             model,
             batches,
+            compare_threads,
             json,
         } => {
             anyhow::ensure!(batches > 0, "--batches must be at least 1");
+            let counts = if compare_threads.is_empty() {
+                vec![threads]
+            } else {
+                compare_threads
+            };
+            anyhow::ensure!(
+                counts.iter().all(|&t| t > 0),
+                "--compare-threads takes counts of at least 1"
+            );
+            let pools = counts
+                .iter()
+                .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build())
+                .collect::<Result<Vec<_>, _>>()?;
             let train: Digits = dir
                 .load()
                 .context("the benchmark trains on real MNIST images")?
                 .train;
-            let ips = bench_train(model, &train, batches, 1);
+            let speeds = bench_train(model, &train, batches, 1, &pools);
+            let batch_size = model.default_training().batch_size;
+            let ratios: Vec<f32> = speeds.iter().map(|s| s / speeds[0]).collect();
             if json {
+                let v = match (&counts[..], &speeds[..]) {
+                    ([threads], [ips]) => serde_json::json!({"model": model, "threads": threads,
+                        "batches": batches, "batch_size": batch_size, "images_per_second": ips}),
+                    _ => serde_json::json!({"model": model, "threads": counts, "batches": batches,
+                        "batch_size": batch_size, "images_per_second": speeds,
+                        "ratio_to_first": ratios}),
+                };
+                println!("{v}");
+            }
+            for ((&threads, &ips), ratio) in
+                counts.iter().zip(&speeds).zip(ratios).filter(|_| !json)
+            {
+                let against = if threads == counts[0] {
+                    String::new()
+                } else {
+                    format!("; {ratio:.2}x the speed on {}", counts[0])
+                };
                 println!(
-                    "{}",
-                    serde_json::json!({"model": model, "threads": threads, "batches": batches,
-                        "batch_size": model.default_training().batch_size, "images_per_second": ips})
-                );
-            } else {
-                println!(
-                    "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches)"
+                    "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches{against})"
                 );
             }
             Ok(())

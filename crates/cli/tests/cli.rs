@@ -197,6 +197,23 @@ fn bench_reports_images_per_second() {
         "--json",
     ]));
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    let v = json(&digits(&[
+        "bench",
+        "train",
+        "--model",
+        "mlp",
+        "--batches",
+        "6",
+        "--compare-threads",
+        "1,2",
+        "--json",
+    ]));
+    assert_eq!(v["threads"], serde_json::json!([1, 2]), "{v}");
+    let speeds = v["images_per_second"].as_array().unwrap();
+    assert!(speeds.iter().all(|s| s.as_f64().unwrap() > 0.0), "{v}");
+    assert_eq!(v["ratio_to_first"][0], 1.0, "{v}");
+    let o = digits(&["bench", "train", "--compare-threads", "1,0"]);
+    assert!(text(&o).contains("at least 1"), "{}", text(&o));
 }
 
 #[test]

@@ -38,25 +38,97 @@ impl<'a> View<'a> {
 pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View, accumulate: bool) {
     assert!(c.len() >= m * n, "gemm output too small");
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too small");
+    // SAFETY: `c` holds the `m x n` result, borrowed mutably so it cannot alias `a` or `b`.
+    unsafe { product(m, n, k, (c.as_mut_ptr(), n), a, b, accumulate) }
+}
+
+/// Pointer to a `Send` output for the column blocks of [`matmul_by_columns`].
+#[derive(Clone, Copy)]
+struct Output(*mut f32);
+
+// SAFETY: the blocks written through it are disjoint (see `matmul_by_columns`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// The output `offset` values on (a method, so that closures capture the `Send` wrapper
+    /// rather than its raw pointer).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// [`matmul`] (without accumulating) with the columns of `c` cut into blocks of `block`
+/// columns, the blocks run on the current rayon pool. For products whose `b` is wide and `a`
+/// short, as a dense layer's input gradient `[batch x units] x [units x inputs]`: cutting `a`'s
+/// rows between threads instead made each of them pack all of `b` (two halves of the
+/// reference CNN's 128 x 128 x 9216 product took 16% longer than the whole, eighths 76%;
+/// column blocks of 1024 take the same time as the whole).
+pub fn matmul_by_columns(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: View,
+    b: View,
+    block: usize,
+) {
+    use rayon::prelude::*;
+    assert!(c.len() >= m * n, "gemm output too small");
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too small");
+    assert!(block > 0, "empty column blocks");
+    let out = Output(c.as_mut_ptr());
+    (0..n.div_ceil(block))
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|i| {
+            let (first, width) = (i * block, block.min(n - i * block));
+            let b = View {
+                data: &b.data[first * b.cs..],
+                ..b
+            };
+            // SAFETY: block `i` writes columns `first..first + width` of the `m x n` output
+            // only, which no other block touches, and `c` is borrowed mutably for the whole
+            // call so nothing else reads or writes it meanwhile.
+            unsafe { product(m, width, k, (out.at(first), n), a, b, false) }
+        });
+}
+
+/// `c = a * b` into the `m x n` output at `c` whose rows are `c_rs` apart.
+///
+/// # Safety
+/// `c` must be valid for writes of `m` rows of `n` values `c_rs` apart, and not alias `a` or
+/// `b`; `a` and `b` must hold `m x k` and `k x n` values.
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    (c, c_rs): (*mut f32, usize),
+    a: View,
+    b: View,
+    accumulate: bool,
+) {
+    debug_assert!(a.fits(m, k) && b.fits(k, n));
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(0.0);
+            for row in 0..m {
+                std::ptr::write_bytes(c.add(row * c_rs), 0, n);
+            }
         }
         return;
     }
-    // SAFETY: the asserts above keep every index the product touches inside the slices, and
-    // `c` is borrowed mutably so it cannot alias `a` or `b`.
+    // SAFETY: the caller's contract keeps every index the product touches inside the buffers.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
-            n as isize,
+            c_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -77,6 +149,29 @@ pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View, acc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_blocks_give_the_whole_product() {
+        let (m, n, k) = (3, 10, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.7).cos()).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32).sin()).collect(); // n x k
+        let mut whole = vec![0.0; m * n];
+        matmul(
+            m,
+            n,
+            k,
+            &mut whole,
+            View::rows(&a, k),
+            View::transposed(&w, k),
+            false,
+        );
+        for block in [1, 3, 4, 10, 16] {
+            let mut c = vec![f32::NAN; m * n];
+            let b = View::transposed(&w, k);
+            matmul_by_columns(m, n, k, &mut c, View::rows(&a, k), b, block);
+            assert_eq!(c, whole, "blocks of {block}");
+        }
+    }
 
     #[test]
     fn matches_naive_product_with_transposes() {

@@ -82,9 +82,19 @@ pub fn read_digit_image(model: &mut Model, image: &RgbaImage) -> Result<Reading,
 
 thread_local! {
     /// The number reader's judge, one per thread (a network owns its working buffers).
-    static JUDGE: RefCell<Judge> = RefCell::new(
-        shipped::judge().expect("the shipped judge is verified by the test suite"),
-    );
+    static JUDGE: RefCell<Option<Judge>> = const { RefCell::new(None) };
+}
+
+/// `f` with this thread's judge. The judge is taken out meanwhile: while its network waits for
+/// the pool's threads, rayon may start another reading on this thread, which then builds a
+/// judge of its own instead of finding this one borrowed.
+fn with_judge<T>(f: impl FnOnce(&mut Judge) -> T) -> T {
+    let mut judge = JUDGE.take().unwrap_or_else(|| {
+        shipped::judge().expect("the shipped judge is verified by the test suite")
+    });
+    let out = f(&mut judge);
+    JUDGE.set(Some(judge));
+    out
 }
 
 /// Reads a number written on one line. Segmentation is settled by recognition: each blob is
@@ -113,7 +123,7 @@ pub fn read_number_image(
         .iter()
         .flat_map(|r| context_view(&ink, r, &lattice.line))
         .collect();
-    let whole = JUDGE.with(|j| j.borrow_mut().whole(&views));
+    let whole = with_judge(|judge| judge.whole(&views));
     // Where each step's pieces start in `pieces`.
     let starts: Vec<usize> = lattice
         .steps

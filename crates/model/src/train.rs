@@ -302,22 +302,51 @@ pub fn touching_negatives(train: &Digits, n: usize, seed: u64) -> Digits {
     Digits::new(images, vec![NONE; n])
 }
 
-/// Training throughput over `batches` batches after two warm-up batches (nothing is evaluated
-/// or saved): the number `digits bench train` reports.
-pub fn bench_train(architecture: Architecture, train: &Digits, batches: usize, seed: u64) -> f32 {
+/// Batches per turn of [`bench_train`].
+const BENCH_TURN: usize = 5;
+
+/// Training throughput (images/s) of one network on each of `pools`, over `batches` batches
+/// each after two warm-up batches (nothing is evaluated or saved): the figures `digits bench
+/// train` reports. With several pools the batches run in turns of five, one pool after
+/// another, so that the machine's changes of speed, which on shared machines reach 10%
+/// between minutes, fall on every pool alike and their ratio holds.
+pub fn bench_train(
+    architecture: Architecture,
+    train: &Digits,
+    batches: usize,
+    seed: u64,
+    pools: &[rayon::ThreadPool],
+) -> Vec<f32> {
     let config = architecture.default_training();
     let batch = config.batch_size;
     let mut t = Trainer::new(architecture, config, seed);
     let n = train.len();
-    let indices = |s: usize| -> Vec<usize> { (0..batch).map(|i| (s * batch + i) % n).collect() };
-    for s in 0..2 {
-        t.step(train, &indices(s), 0, s, batches + 2);
+    let (mut step, total) = (0, (batches + 2) * pools.len());
+    let mut steps = |t: &mut Trainer, count: usize| {
+        for _ in 0..count {
+            let indices: Vec<usize> = (0..batch).map(|i| (step * batch + i) % n).collect();
+            t.step(train, &indices, 0, step, total);
+            step += 1;
+        }
+    };
+    for pool in pools {
+        pool.install(|| steps(&mut t, 2));
     }
-    let start = Instant::now();
-    for s in 2..batches + 2 {
-        t.step(train, &indices(s), 0, s, batches + 2);
+    let mut seconds = vec![0.0f32; pools.len()];
+    let mut done = 0;
+    while done < batches {
+        let turn = BENCH_TURN.min(batches - done);
+        for (pool, seconds) in pools.iter().zip(&mut seconds) {
+            let start = Instant::now();
+            pool.install(|| steps(&mut t, turn));
+            *seconds += start.elapsed().as_secs_f32();
+        }
+        done += turn;
     }
-    (batches * batch) as f32 / start.elapsed().as_secs_f32()
+    seconds
+        .iter()
+        .map(|s| (batches * batch) as f32 / s)
+        .collect()
 }
 
 #[cfg(test)]

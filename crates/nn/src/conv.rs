@@ -5,8 +5,9 @@
 use crate::fastconv::{self, Epilogue, Method, Prepared, Weights};
 use crate::gemv;
 use crate::infer::Precision;
-use crate::layer::{group_ranges, Ctx, Param, Shape};
-use digits_linalg::{matmul, View};
+use crate::layer::{Param, Shape};
+use crate::parallel::{self, run_tasks, split_runs};
+use digits_linalg::{matmul, matmul_by_columns, View};
 use digits_rng::Rng;
 use rayon::prelude::*;
 
@@ -161,20 +162,19 @@ impl LinearCore {
         }
     }
 
-    /// Sums the per-group gradients, in group order, into the parameters' gradients: each value
-    /// in the same order whatever the threads, in parallel chunks (the reference CNN's dense
-    /// layer has 1.2M weights).
-    fn reduce(&mut self, groups: &[Scratch]) {
-        let kn = self.k * self.n;
+    /// Sums the per-run gradients in `slots` (one [`Self::grad_len`] each), in run order, into
+    /// the parameters' gradients, in parallel chunks.
+    fn reduce(&mut self, slots: &[f32]) {
+        let (kn, grad_len) = (self.k * self.n, self.grad_len());
         let sum = |out: &mut [f32], offset: usize| {
             out.par_chunks_mut(REDUCE_CHUNK)
                 .enumerate()
                 .for_each(|(i, out)| {
                     let (at, len) = (offset + i * REDUCE_CHUNK, out.len());
                     out.fill(0.0);
-                    for g in groups {
+                    for slot in slots.chunks_exact(grad_len) {
                         out.iter_mut()
-                            .zip(&g.grad[at..at + len])
+                            .zip(&slot[at..at + len])
                             .for_each(|(a, b)| *a += b);
                     }
                 });
@@ -189,41 +189,20 @@ impl LinearCore {
 /// Gradient values summed per parallel task.
 const REDUCE_CHUNK: usize = 1 << 15;
 
-/// Per-group working memory, sized on first use and reused afterwards.
+/// Inputs of a dense layer per block of its backward pass.
+const INPUT_BLOCK: usize = 512;
+
+/// One thread's working memory, sized on first use and reused afterwards.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scratch {
     col: Vec<f32>,
     dcol: Vec<f32>,
-    grad: Vec<f32>,
     fast: fastconv::Scratch,
 }
 
 fn ensure(buf: &mut Vec<f32>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0.0);
-    }
-}
-
-/// Splits `data` into one mutable run per group of samples.
-fn split_groups<'a>(
-    mut data: &'a mut [f32],
-    ranges: &[(usize, usize)],
-    per_sample: usize,
-) -> Vec<&'a mut [f32]> {
-    let mut out = Vec::with_capacity(ranges.len());
-    for &(_, count) in ranges {
-        let (head, tail) = data.split_at_mut(count * per_sample);
-        out.push(head);
-        data = tail;
-    }
-    out
-}
-
-fn run_groups<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    if tasks.len() == 1 {
-        tasks.into_iter().for_each(f);
-    } else {
-        tasks.into_par_iter().for_each(f);
     }
 }
 
@@ -243,26 +222,24 @@ pub trait Unfold: Sync {
     fn col_len(&self) -> usize;
 }
 
+/// The product of each run's rows with the weights.
 fn linear_forward(
     g: &impl Unfold,
     core: &LinearCore,
     scratch: &mut Vec<Scratch>,
     x: &[f32],
     y: &mut [f32],
-    batch: usize,
-    groups: usize,
+    runs: &[(usize, usize)],
 ) {
-    let ranges = group_ranges(batch, groups);
     let (in_len, out_len, chunk, rps) = (
         g.in_len(),
         g.out_len(),
         g.chunk_samples(),
         g.rows_per_sample(),
     );
-    scratch.resize_with(ranges.len(), Scratch::default);
-    let ys = split_groups(y, &ranges, out_len);
-    let tasks: Vec<_> = ranges.iter().zip(ys).zip(scratch.iter_mut()).collect();
-    run_groups(tasks, |((&(start, count), y), s)| {
+    let ys = split_runs(y, runs, out_len);
+    let tasks: Vec<_> = runs.iter().zip(ys).collect();
+    run_tasks(tasks, scratch, |(&(start, count), y), s| {
         ensure(&mut s.col, g.col_len());
         for i in (0..count).step_by(chunk) {
             let n = chunk.min(count - i);
@@ -310,40 +287,37 @@ impl<'a> InputGradient<'a> {
     }
 }
 
-/// One group's part of a backward pass: its first sample and count, its output gradients,
-/// its input gradients (when wanted) and its working memory.
+/// One run's part of a backward pass: its first sample and count, its output gradients, its
+/// input gradients (when wanted) and its slot for the gradients of the parameters.
 type BackwardTask<'a> = (
     (usize, usize),
     &'a mut [f32],
     Option<&'a mut [f32]>,
-    &'a mut Scratch,
+    &'a mut [f32],
 );
 
-/// Splits a backward pass over `groups` runs of samples.
+/// Splits a backward pass into `runs` of samples, each with a slot of `slot_len` floats in
+/// `slots` (zeroed).
 fn backward_tasks<'a>(
     (in_len, out_len): (usize, usize),
-    scratch: &'a mut Vec<Scratch>,
+    (slots, slot_len): (&'a mut Vec<f32>, usize),
     dy: &'a mut [f32],
     dx: Option<&'a mut [f32]>,
-    batch: usize,
-    groups: usize,
+    runs: &[(usize, usize)],
 ) -> Vec<BackwardTask<'a>> {
-    let ranges = group_ranges(batch, groups);
-    scratch.resize_with(ranges.len(), Scratch::default);
-    let dys = split_groups(&mut dy[..batch * out_len], &ranges, out_len);
+    let batch: usize = runs.iter().map(|r| r.1).sum();
+    slots.clear();
+    slots.resize(runs.len() * slot_len, 0.0);
+    let dys = split_runs(&mut dy[..batch * out_len], runs, out_len);
     let dxs: Vec<Option<&mut [f32]>> = match dx {
-        Some(dx) => split_groups(dx, &ranges, in_len)
-            .into_iter()
-            .map(Some)
-            .collect(),
-        None => ranges.iter().map(|_| None).collect(),
+        Some(dx) => split_runs(dx, runs, in_len).into_iter().map(Some).collect(),
+        None => runs.iter().map(|_| None).collect(),
     };
-    ranges
-        .into_iter()
+    runs.iter()
         .zip(dys)
         .zip(dxs)
-        .zip(scratch.iter_mut())
-        .map(|(((range, dy), dx), s)| (range, dy, dx, s))
+        .zip(slots.chunks_exact_mut(slot_len))
+        .map(|(((&range, dy), dx), slot)| (range, dy, dx, slot))
         .collect()
 }
 
@@ -352,15 +326,13 @@ fn backward_tasks<'a>(
 #[allow(clippy::too_many_arguments)]
 fn im2col_backward(
     g: &ConvGeometry,
-    core: &mut LinearCore,
-    scratch: &mut Vec<Scratch>,
+    (core, scratch, slots): (&mut LinearCore, &mut Vec<Scratch>, &mut Vec<f32>),
     fast_dx: Option<InputGradient>,
     x: &[f32],
     y: &[f32],
     dy: &mut [f32],
     dx: Option<&mut [f32]>,
     batch: usize,
-    groups: usize,
 ) {
     let (in_len, out_len, chunk, rps) = (
         g.in_len(),
@@ -368,19 +340,12 @@ fn im2col_backward(
         g.chunk_samples(),
         g.rows_per_sample(),
     );
-    let grad_len = core.grad_len();
     let core_ref = &*core;
-    let tasks = backward_tasks((in_len, out_len), scratch, dy, dx, batch, groups);
-    run_groups(tasks, |((start, count), dy, mut dx, s)| {
-        let Scratch {
-            col,
-            dcol,
-            grad,
-            fast,
-        } = s;
+    let runs = parallel::runs(batch);
+    let tasks = backward_tasks((in_len, out_len), (slots, core.grad_len()), dy, dx, &runs);
+    run_tasks(tasks, scratch, |((start, count), dy, mut dx, grad), s| {
+        let Scratch { col, dcol, fast } = s;
         ensure(col, g.col_len());
-        ensure(grad, grad_len);
-        grad[..grad_len].fill(0.0);
         for i in (0..count).step_by(chunk) {
             let n = chunk.min(count - i);
             g.unfold(&x[(start + i) * in_len..(start + i + n) * in_len], n, col);
@@ -403,7 +368,7 @@ fn im2col_backward(
             }
         }
     });
-    core.reduce(scratch);
+    core.reduce(slots);
 }
 
 /// A convolution's backward pass without im2col, image by image: the weight gradient through
@@ -414,67 +379,123 @@ fn im2col_backward(
 fn fast_backward(
     g: &ConvGeometry,
     winograd: bool,
-    core: &mut LinearCore,
-    scratch: &mut Vec<Scratch>,
+    (core, scratch, slots): (&mut LinearCore, &mut Vec<Scratch>, &mut Vec<f32>),
     fast_dx: Option<InputGradient>,
     (x, y, winners): (&[f32], &[f32], Option<&[u8]>),
     dy: &mut [f32],
-    dx: Option<&mut [f32]>,
+    (dx, previous): (Option<&mut [f32]>, Option<Previous>),
     batch: usize,
-    groups: usize,
 ) {
     assert!(dx.is_none() || fast_dx.is_some());
+    assert!(previous.is_none() || (dx.is_none() && fast_dx.is_some()));
     let (in_len, full_len) = (g.in_len(), g.out_len());
     // With a folded pool, `y` and `dy` are the pooled outputs and their gradients.
     let out_len = full_len / if winners.is_some() { 4 } else { 1 };
     let (grad_len, kn) = (core.grad_len(), core.k * core.n);
     let core_ref = &*core;
-    let tasks = backward_tasks((in_len, out_len), scratch, dy, dx, batch, groups);
-    run_groups(tasks, |((start, count), dy, mut dx, s)| {
-        let Scratch {
-            dcol: full,
-            grad,
-            fast,
-            ..
-        } = s;
-        ensure(grad, grad_len);
-        let (gw, gb) = grad[..grad_len].split_at_mut(kn);
-        gb.fill(0.0);
-        if winograd {
-            fastconv::start_weight_gradient(g, fast);
-        } else {
-            gw.fill(0.0);
+    let runs = parallel::runs(batch);
+    let tasks = backward_tasks((in_len, out_len), (slots, grad_len), dy, dx, &runs);
+    let (prev_core, mut prev_slots, prev) = match previous {
+        Some(Previous { g, core, slots, x }) => (Some(core), Some(slots), Some((g, x))),
+        None => (None, None, None),
+    };
+    let before: Vec<Option<&mut [f32]>> = match (&prev_core, prev_slots.as_deref_mut()) {
+        (Some(core), Some(slots)) => {
+            let len = core.grad_len();
+            slots.clear();
+            slots.resize(runs.len() * len, 0.0);
+            slots.chunks_exact_mut(len).map(Some).collect()
         }
-        for (i, dy) in dy.chunks_exact_mut(out_len).take(count).enumerate() {
-            let n = start + i;
-            let y = &y[n * out_len..(n + 1) * out_len];
-            let dy: &[f32] = match winners {
-                Some(winners) => {
-                    ensure(full, full_len);
-                    let winners = &winners[n * out_len..(n + 1) * out_len];
-                    fastconv::unpool(g.output, y, dy, winners, full, gb);
-                    &full[..full_len]
-                }
-                None => {
-                    core_ref.mask_rows(y, dy, gb);
-                    dy
-                }
-            };
-            let image = &x[n * in_len..(n + 1) * in_len];
+        _ => runs.iter().map(|_| None).collect(),
+    };
+    let tasks: Vec<_> = tasks.into_iter().zip(before).collect();
+    let prev = prev.zip(prev_core.as_deref());
+    run_tasks(
+        tasks,
+        scratch,
+        |(((start, count), dy, mut dx, grad), mut before), s| {
+            let Scratch {
+                col,
+                dcol: full,
+                fast,
+            } = s;
+            let (gw, gb) = grad.split_at_mut(kn);
             if winograd {
-                fastconv::weight_gradient(g, image, dy, fast);
-            } else {
-                fastconv::direct_weight_gradient(g, image, dy, gw);
+                fastconv::start_weight_gradient(g, fast);
             }
-            if let (Some(dx), Some(f)) = (dx.as_deref_mut(), fast_dx) {
-                f.run(dy, fast, &mut dx[i * in_len..(i + 1) * in_len]);
+            for (i, dy) in dy.chunks_exact_mut(out_len).take(count).enumerate() {
+                let n = start + i;
+                let y = &y[n * out_len..(n + 1) * out_len];
+                let dy: &[f32] = match winners {
+                    Some(winners) => {
+                        ensure(full, full_len);
+                        let winners = &winners[n * out_len..(n + 1) * out_len];
+                        fastconv::unpool(g.output, y, dy, winners, full, gb);
+                        &full[..full_len]
+                    }
+                    None => {
+                        core_ref.mask_rows(y, dy, gb);
+                        dy
+                    }
+                };
+                let image = &x[n * in_len..(n + 1) * in_len];
+                if winograd {
+                    fastconv::weight_gradient(g, image, dy, fast);
+                } else {
+                    fastconv::direct_weight_gradient(g, image, dy, gw);
+                }
+                if let (Some(dx), Some(f)) = (dx.as_deref_mut(), fast_dx) {
+                    f.run(dy, fast, &mut dx[i * in_len..(i + 1) * in_len]);
+                }
+                if let (Some(grad), Some(((pg, px), pcore)), Some(f)) =
+                    (before.as_deref_mut(), prev, fast_dx)
+                {
+                    // This image's input gradient, the previous layer's output gradient, and
+                    // that layer's weight gradient from it while it is in cache.
+                    ensure(col, in_len);
+                    let dx = &mut col[..in_len];
+                    f.run(dy, fast, dx);
+                    let (pgw, pgb) = grad.split_at_mut(pcore.k * pcore.n);
+                    pcore.mask_rows(image, dx, pgb);
+                    let input = &px[n * pg.in_len()..(n + 1) * pg.in_len()];
+                    fastconv::direct_weight_gradient(&pg, input, dx, pgw);
+                }
             }
-        }
-        if winograd {
-            fastconv::finish_weight_gradient(g, fast, gw);
-        }
-    });
-    core.reduce(scratch);
+            if winograd {
+                fastconv::finish_weight_gradient(g, fast, gw);
+            }
+        },
+    );
+    core.reduce(slots);
+    if let (Some(core), Some(slots)) = (prev_core, prev_slots) {
+        core.reduce(slots);
+    }
+}
+
+/// The layer before a convolution, when it is a convolution on the direct method whose input
+/// gradient nobody needs (a first layer): its backward pass runs image by image inside the
+/// next layer's, on each image's output gradient while it is still in cache, so that the
+/// output gradients between the two (11 MB a batch on the reference CNN, written, then read
+/// twice) are never stored.
+pub(crate) struct Previous<'a> {
+    g: ConvGeometry,
+    core: &'a mut LinearCore,
+    slots: &'a mut Vec<f32>,
+    /// Its input.
+    x: &'a [f32],
+}
+
+impl<'a> Previous<'a> {
+    /// `layer`, whose input was `x`, if its backward pass can run inside the next layer's.
+    pub(crate) fn of(layer: &'a mut Conv2d, x: &'a [f32]) -> Option<Self> {
+        let direct = fastconv::method(&layer.rows) == Some(Method::Direct);
+        direct.then_some(Previous {
+            g: layer.rows,
+            core: &mut layer.core,
+            slots: &mut layer.slots,
+            x,
+        })
+    }
 }
 
 /// Geometry of a square-kernel convolution over NHWC images.
@@ -583,7 +604,10 @@ impl Unfold for ConvGeometry {
 pub struct Linear<U> {
     rows: U,
     pub(crate) core: LinearCore,
+    /// Working memory, one per thread.
     scratch: Vec<Scratch>,
+    /// Gradients of the parameters, one slot per run of images of the last backward pass.
+    slots: Vec<f32>,
     /// A convolution's weights as its fast forward method reads them (unused by dense layers).
     prepared: Prepared,
     /// Where each pooled output of [`Linear::forward_pooled`] came from (convolutions only).
@@ -656,6 +680,7 @@ impl Linear<ConvGeometry> {
             },
             core: LinearCore::new(kernel * kernel * input.c, filters, bias, relu, name, rng),
             scratch: Vec::new(),
+            slots: Vec::new(),
             prepared: Prepared::default(),
             winners: Vec::new(),
         })
@@ -668,7 +693,8 @@ impl Linear<ConvGeometry> {
     /// The input gradient comes from the [`fastconv::input_gradient`] convolution where this
     /// CPU and shape have one, from the row gradients of im2col + GEMM otherwise. With
     /// `pooled` (after [`Self::forward_pooled`]), `y` and `dy` are the pooled outputs and
-    /// their gradients.
+    /// their gradients. Returns whether it ran the `previous` layer's backward pass too, in
+    /// place of writing `dx`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &mut self,
@@ -678,29 +704,30 @@ impl Linear<ConvGeometry> {
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
         batch: usize,
-        ctx: Ctx,
-    ) {
+        previous: Option<Previous>,
+    ) -> bool {
         let g = self.rows;
-        let (core, scratch) = (&mut self.core, &mut self.scratch);
+        let core = &mut self.core;
         let fast_dx = dx
             .is_some()
-            .then(|| InputGradient::of(&g, &mut self.prepared, core));
-        let (fast_dx, groups) = (fast_dx.flatten(), ctx.groups);
+            .then(|| InputGradient::of(&g, &mut self.prepared, core))
+            .flatten();
+        let memory = (core, &mut self.scratch, &mut self.slots);
         let winograd = fastconv::winograd_weight_gradient(&g);
         let direct = fastconv::method(&g) == Some(Method::Direct);
+        let previous = previous.filter(|_| fast_dx.is_some() && (pooled || winograd));
+        let fused = previous.is_some();
+        let dx = if fused { (None, previous) } else { (dx, None) };
         if pooled {
             let inputs = (x, y, Some(&self.winners[..]));
-            fast_backward(
-                &g, true, core, scratch, fast_dx, inputs, dy, dx, batch, groups,
-            );
-        } else if (winograd || direct) && (dx.is_none() || fast_dx.is_some()) {
+            fast_backward(&g, true, memory, fast_dx, inputs, dy, dx, batch);
+        } else if (winograd || direct) && (dx.0.is_none() || fast_dx.is_some()) {
             let inputs = (x, y, None);
-            fast_backward(
-                &g, winograd, core, scratch, fast_dx, inputs, dy, dx, batch, groups,
-            );
+            fast_backward(&g, winograd, memory, fast_dx, inputs, dy, dx, batch);
         } else {
-            im2col_backward(&g, core, scratch, fast_dx, x, y, dy, dx, batch, groups);
+            im2col_backward(&g, memory, fast_dx, x, y, dy, dx.0, batch);
         }
+        fused
     }
 
     /// Whether a following 2x2 max pool can fold into this layer in training too
@@ -717,7 +744,7 @@ impl Linear<ConvGeometry> {
 
     /// This layer and a following 2x2 max pool in one pass (only where
     /// [`Self::can_train_pooled`]): `y` receives the pooled outputs.
-    pub(crate) fn forward_pooled(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+    pub(crate) fn forward_pooled(&mut self, x: &[f32], y: &mut [f32], batch: usize) {
         let g = self.rows;
         let core = &self.core;
         let Weights::F32(w) = self.prepared.weights(&g, Method::Winograd, &core.w.value) else {
@@ -730,25 +757,23 @@ impl Linear<ConvGeometry> {
         };
         let (in_len, out_len) = (g.in_len(), g.out_len() / 4);
         self.winners.resize(batch * out_len, 0);
-        let ranges = group_ranges(batch, ctx.groups);
-        self.scratch.resize_with(ranges.len(), Scratch::default);
-        let ys = split_groups(&mut y[..batch * out_len], &ranges, out_len);
-        let mut winners = &mut self.winners[..];
-        let mut tasks = Vec::with_capacity(ranges.len());
-        for ((&(start, count), y), s) in ranges.iter().zip(ys).zip(self.scratch.iter_mut()) {
-            let (mine, rest) = winners.split_at_mut(count * out_len);
-            winners = rest;
-            tasks.push(((start, count), y, mine, s));
-        }
-        run_groups(tasks, |((start, count), y, winners, s)| {
-            let x = &x[start * in_len..(start + count) * in_len];
-            fastconv::forward_pooled(&g, w, out, x, &mut s.fast, y, winners);
-        });
+        let runs = parallel::runs(batch);
+        let ys = split_runs(&mut y[..batch * out_len], &runs, out_len);
+        let winners = split_runs(&mut self.winners[..], &runs, out_len);
+        let tasks: Vec<_> = runs.iter().zip(ys.into_iter().zip(winners)).collect();
+        run_tasks(
+            tasks,
+            &mut self.scratch,
+            |(&(start, count), (y, winners)), s| {
+                let x = &x[start * in_len..(start + count) * in_len];
+                fastconv::forward_pooled(&g, w, out, x, &mut s.fast, y, winners);
+            },
+        );
     }
 
     /// Runs the fast method where this CPU and shape have one, im2col + GEMM otherwise.
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
-        self.infer(x, y, batch, ctx.groups, Precision::F32, false);
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize) {
+        self.infer(x, y, batch, Precision::F32, false);
     }
 
     /// Whether [`Self::infer`] can fold a following 2x2 max pool into this layer at `precision`.
@@ -764,7 +789,6 @@ impl Linear<ConvGeometry> {
         x: &[f32],
         y: &mut [f32],
         batch: usize,
-        groups: usize,
         precision: Precision,
         pool: bool,
     ) {
@@ -772,7 +796,7 @@ impl Linear<ConvGeometry> {
         let Some(method) = fastconv::inference_method(&g, precision) else {
             assert!(!pool, "no pool fits the im2col path");
             let (core, scratch) = (&self.core, &mut self.scratch);
-            return linear_forward(&g, core, scratch, x, y, batch, groups);
+            return linear_forward(&g, core, scratch, x, y, &parallel::runs(batch));
         };
         let core = &self.core;
         let w = self.prepared.weights(&g, method, &core.w.value);
@@ -781,13 +805,12 @@ impl Linear<ConvGeometry> {
             relu: core.relu,
             pool,
         };
-        let ranges = group_ranges(batch, groups);
-        self.scratch.resize_with(ranges.len(), Scratch::default);
+        let runs = parallel::runs(batch);
         let out_len = g.out_len() / if pool { 4 } else { 1 };
-        let ys = split_groups(y, &ranges, out_len);
-        let tasks: Vec<_> = ranges.iter().zip(ys).zip(self.scratch.iter_mut()).collect();
+        let ys = split_runs(y, &runs, out_len);
+        let tasks: Vec<_> = runs.iter().zip(ys).collect();
         let in_len = g.in_len();
-        run_groups(tasks, |((&(start, count), y), s)| {
+        run_tasks(tasks, &mut self.scratch, |(&(start, count), y), s| {
             let x = &x[start * in_len..(start + count) * in_len];
             fastconv::forward(&g, method, w, out, x, &mut s.fast, y);
         });
@@ -846,6 +869,7 @@ impl Linear<DenseRows> {
             rows: DenseRows { inputs, units },
             core: LinearCore::new(inputs, units, true, relu, name, rng),
             scratch: Vec::new(),
+            slots: Vec::new(),
             prepared: Prepared::default(),
             winners: Vec::new(),
         })
@@ -855,14 +879,15 @@ impl Linear<DenseRows> {
         self.rows.units
     }
 
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize) {
         let (rows, core, scratch) = (&self.rows, &self.core, &mut self.scratch);
-        linear_forward(rows, core, scratch, x, y, batch, ctx.groups);
+        linear_forward(rows, core, scratch, x, y, &parallel::runs(batch));
     }
 
-    /// The input gradient is split by images, the weight gradient by rows of weights: each
-    /// thread sums its rows over the whole batch, so no thread writes a full-size partial
-    /// gradient to be summed afterwards (the reference CNN's dense layer has 1.2M weights).
+    /// The work is split by inputs, never by images: the input gradient by blocks of its
+    /// columns, the weight gradient by blocks of rows, each summed over the whole batch. Split
+    /// by images, every thread packed all the weights for the input gradient and summed a
+    /// full-size partial weight gradient (1.2M values on the reference CNN).
     pub(crate) fn backward(
         &mut self,
         x: &[f32],
@@ -870,39 +895,30 @@ impl Linear<DenseRows> {
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
         batch: usize,
-        ctx: Ctx,
     ) {
         let core = &mut self.core;
         let (k, n) = (core.k, core.n);
-        let core_ref = &*core;
-        let tasks = backward_tasks((k, n), &mut self.scratch, dy, dx, batch, ctx.groups);
-        run_groups(tasks, |((start, count), dy, dx, s)| {
-            ensure(&mut s.grad, n);
-            let gb = &mut s.grad[..n];
+        let dy = &mut dy[..batch * n];
+        let mut gb = core.b.as_mut().map(|b| std::mem::take(&mut b.grad));
+        if let Some(gb) = &mut gb {
             gb.fill(0.0);
-            core_ref.mask_rows(&y[start * n..(start + count) * n], dy, gb);
-            if let Some(dx) = dx {
-                let w = View::transposed(&core_ref.w.value, n);
-                matmul(count, k, n, dx, View::rows(dy, n), w, false);
-            }
-        });
-        if let Some(b) = &mut core.b {
-            b.grad.fill(0.0);
-            for s in &self.scratch {
-                b.grad
-                    .iter_mut()
-                    .zip(&s.grad[..n])
-                    .for_each(|(a, b)| *a += b);
-            }
         }
-        let dy = &dy[..batch * n];
-        let rows = k.div_ceil(ctx.groups.max(1)).next_multiple_of(16);
+        core.mask_rows(&y[..batch * n], dy, gb.as_deref_mut().unwrap_or_default());
+        if let (Some(b), Some(gb)) = (&mut core.b, gb) {
+            b.grad = gb;
+        }
+        let dy = &*dy;
+        if let Some(dx) = dx {
+            let w = View::transposed(&core.w.value, n);
+            matmul_by_columns(batch, k, n, dx, View::rows(dy, n), w, INPUT_BLOCK);
+        }
         core.w
             .grad
-            .par_chunks_mut(rows * n)
+            .par_chunks_mut(INPUT_BLOCK * n)
+            .with_max_len(1)
             .enumerate()
             .for_each(|(i, gw)| {
-                let first = i * rows;
+                let first = i * INPUT_BLOCK;
                 let x = View::transposed(&x[first..batch * k], k);
                 matmul(gw.len() / n, n, batch, gw, x, View::rows(dy, n), false);
             });
@@ -910,14 +926,7 @@ impl Linear<DenseRows> {
 
     /// The forward pass in evaluation: one sample at bfloat16 reads its weights as bfloat16
     /// where this CPU has it.
-    pub(crate) fn infer(
-        &mut self,
-        x: &[f32],
-        y: &mut [f32],
-        batch: usize,
-        ctx: Ctx,
-        precision: Precision,
-    ) {
+    pub(crate) fn infer(&mut self, x: &[f32], y: &mut [f32], batch: usize, precision: Precision) {
         let (k, n) = (self.rows.inputs, self.rows.units);
         if batch == 1 && precision.effective() == Precision::Bf16 {
             let w = self.prepared.pairs(&self.core.w.value, n);
@@ -925,7 +934,7 @@ impl Linear<DenseRows> {
                 return self.core.finish_rows(&mut y[..n]);
             }
         }
-        self.forward(x, y, batch, ctx)
+        self.forward(x, y, batch)
     }
 }
 

@@ -390,7 +390,7 @@ fn transform_planes<const A: usize, const P: usize>(
     (m, divisors): &([[f32; P]; A], [f32; A]),
     x: &[f32],
     plane: usize,
-    out: &mut [f32],
+    (half, out): (&mut Vec<f32>, &mut [f32]),
 ) {
     // One row of the result, a combination of `P` planes.
     fn row<'x>(out: &mut [f32], m: &[f32], divisor: f32, x: impl Iterator<Item = &'x [f32]>) {
@@ -405,8 +405,8 @@ fn transform_planes<const A: usize, const P: usize>(
         }
     }
     // Along the first axis: half[a][q] from x[p][q].
-    let mut half = vec![0.0f32; A * P * plane];
-    for (i, out) in half.chunks_exact_mut(plane).enumerate() {
+    ensure(half, A * P * plane);
+    for (i, out) in half[..A * P * plane].chunks_exact_mut(plane).enumerate() {
         let (a, q) = (i / P, i % P);
         let planes = (0..P).map(|p| &x[(p * P + q) * plane..(p * P + q + 1) * plane]);
         row(out, &m[a], divisors[a], planes);
@@ -470,7 +470,7 @@ fn at(m: [__m512; SPAN]) -> [__m512; TILE] {
 fn winograd_filters(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
     let plane = g.input.c * g.output.c;
     let mut u = vec![0.0f32; SPAN * SPAN * plane];
-    transform_planes(&G, w, plane, &mut u);
+    transform_planes(&G, w, plane, (&mut Vec::new(), &mut u));
     u
 }
 
@@ -831,9 +831,12 @@ pub(crate) fn start_weight_gradient(g: &ConvGeometry, scratch: &mut Scratch) {
 }
 
 /// The weight gradient `[3][3][c_in][n]` from the sums: ΔW = Gᵀ ΔU G.
-pub(crate) fn finish_weight_gradient(g: &ConvGeometry, scratch: &Scratch, dw: &mut [f32]) {
+pub(crate) fn finish_weight_gradient(g: &ConvGeometry, scratch: &mut Scratch, dw: &mut [f32]) {
     let plane = g.input.c * g.output.c;
-    transform_planes(&GT, &scratch.gradient, plane, dw);
+    let Scratch {
+        floats, gradient, ..
+    } = scratch;
+    transform_planes(&GT, gradient, plane, (floats, dw));
 }
 
 /// M[ξ] = V[ξ] U[ξ] for each ξ: `[tiles x depth]` by `[depth x n]` products, one block of

@@ -160,10 +160,8 @@ impl Plan {
             let x = done.last().map_or(input, |a| a.as_slice());
             let y = &mut rest[0];
             match step {
-                Step::Conv { layer, pool } => {
-                    layer.infer(x, y, batch, groups, self.precision, *pool)
-                }
-                Step::Dense(layer) => layer.infer(x, y, batch, ctx, self.precision),
+                Step::Conv { layer, pool } => layer.infer(x, y, batch, self.precision, *pool),
+                Step::Dense(layer) => layer.infer(x, y, batch, self.precision),
                 Step::Plain(layer) => layer.forward(x, y, batch, ctx),
             }
         }

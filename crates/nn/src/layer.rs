@@ -115,18 +115,8 @@ pub(crate) struct Ctx {
     pub seed: u64,
     /// Index of the layer in its network (separates the dropout streams of different layers).
     pub index: usize,
-    /// Number of image groups the batch is split into (the rayon pool's size).
+    /// Threads of the rayon pool the layer runs on.
     pub groups: usize,
-}
-
-/// Splits `batch` samples into at most `groups` contiguous runs: (first sample, count).
-pub(crate) fn group_ranges(batch: usize, groups: usize) -> Vec<(usize, usize)> {
-    let groups = groups.clamp(1, batch.max(1));
-    let per = batch.div_ceil(groups);
-    (0..batch)
-        .step_by(per.max(1))
-        .map(|s| (s, per.min(batch - s)))
-        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -185,8 +175,8 @@ impl Layer {
 
     pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
         match self {
-            Layer::Conv2d(l) => l.forward(x, y, batch, ctx),
-            Layer::Dense(l) => l.forward(x, y, batch, ctx),
+            Layer::Conv2d(l) => l.forward(x, y, batch),
+            Layer::Dense(l) => l.forward(x, y, batch),
             Layer::Relu(_) => crate::pool::relu_forward(x, y),
             Layer::MaxPool2d(l) => l.forward(x, y, batch, ctx.groups, ctx.mode == Mode::Train),
             Layer::Dropout(l) => l.forward(x, y, batch, ctx),
@@ -204,11 +194,12 @@ impl Layer {
         dy: &mut [f32],
         dx: Option<&mut [f32]>,
         batch: usize,
-        ctx: Ctx,
     ) {
         match self {
-            Layer::Conv2d(l) => l.backward(false, x, y, dy, dx, batch, ctx),
-            Layer::Dense(l) => l.backward(x, y, dy, dx, batch, ctx),
+            Layer::Conv2d(l) => {
+                l.backward(false, x, y, dy, dx, batch, None);
+            }
+            Layer::Dense(l) => l.backward(x, y, dy, dx, batch),
             Layer::Relu(_) => {
                 if let Some(dx) = dx {
                     crate::pool::relu_backward(y, dy, dx)
@@ -254,18 +245,5 @@ impl Layer {
             ],
             _ => Vec::new(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::group_ranges;
-
-    #[test]
-    fn groups_cover_the_batch() {
-        assert_eq!(group_ranges(10, 3), vec![(0, 4), (4, 4), (8, 2)]);
-        assert_eq!(group_ranges(1, 4), vec![(0, 1)]);
-        assert_eq!(group_ranges(128, 1), vec![(0, 128)]);
-        assert_eq!(group_ranges(0, 2), Vec::<(usize, usize)>::new());
     }
 }

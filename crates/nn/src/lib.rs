@@ -10,9 +10,11 @@
 //! Predictions run a folded copy of the layers (`infer`), in bfloat16 products where the CPU
 //! has them ([`Precision`]).
 //!
-//! Threads: the batch is split into one contiguous group of images per thread (rayon); each group
-//! runs single-threaded GEMMs on its own scratch, and the per-group weight gradients are summed in
-//! group order. With one thread the result is therefore bit-for-bit reproducible from the seed.
+//! Threads: a layer's batch is cut into runs of images that depend only on the batch size,
+//! taken by whichever of the pool's threads is free (`parallel`), each thread on its own
+//! scratch; gradients are summed per run, in run order, and dense layers split their backward
+//! pass by inputs. A training step therefore gives the same values, bit for bit, at every
+//! thread count, and is reproducible from the seed.
 
 mod conv;
 mod fastconv;
@@ -23,6 +25,7 @@ mod loss;
 mod network;
 mod norm;
 mod optim;
+mod parallel;
 mod pool;
 mod schedule;
 

@@ -1,5 +1,6 @@
 //! A feed-forward stack of layers with owned activation and gradient buffers.
 
+use crate::conv::Previous;
 use crate::infer::{self, Plan, Precision};
 use crate::layer::{Ctx, Layer, LayerSpec, Mode, Param, Shape};
 use digits_rng::Rng;
@@ -24,7 +25,7 @@ pub struct Network {
     /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
     acts: Vec<Vec<f32>>,
     /// Gradients with respect to `acts`; `grads[0]` is only filled in gradient checks.
-    grads: Vec<Vec<f32>>,
+    pub(crate) grads: Vec<Vec<f32>>,
     batch: usize,
     /// `pooled[i]`: layer `i` is a convolution that runs the 2x2 max pool after it (layer
     /// `i + 1`) in its own passes (`Conv2d::forward_pooled`), so the full-size output
@@ -138,7 +139,7 @@ impl Network {
             };
             match &mut self.layers[index] {
                 Layer::Conv2d(conv) if self.pooled[index] => {
-                    conv.forward_pooled(&done[index], &mut rest[1], self.batch, ctx);
+                    conv.forward_pooled(&done[index], &mut rest[1], self.batch);
                     index += 1;
                 }
                 layer => layer.forward(&done[index], &mut rest[0], self.batch, ctx),
@@ -151,32 +152,35 @@ impl Network {
     /// Back-propagates the gradient of the loss with respect to the logits of the last
     /// `forward`, leaving each parameter's gradient in its `grad`.
     pub fn backward(&mut self, dlogits: &[f32]) {
-        let groups = rayon::current_num_threads();
         let last = self.layers.len();
         let n = self.grads[last].len();
         self.grads[last].copy_from_slice(&dlogits[..n]);
+        #[cfg(test)]
+        let want_input_grad = self.want_input_grad;
+        #[cfg(not(test))]
+        let want_input_grad = false;
         for index in (0..last).rev() {
             if index > 0 && self.pooled[index - 1] {
                 continue;
             }
             let (lo, hi) = self.grads.split_at_mut(index + 1);
-            #[cfg(test)]
-            let want_dx = index > 0 || self.want_input_grad;
-            #[cfg(not(test))]
-            let want_dx = index > 0;
-            let dx = want_dx.then_some(&mut lo[index][..]);
-            let ctx = Ctx {
-                mode: Mode::Train,
-                seed: 0,
-                index,
-                groups,
-            };
-            let (x, batch) = (&self.acts[index], self.batch);
-            match &mut self.layers[index] {
-                Layer::Conv2d(conv) if self.pooled[index] => {
-                    conv.backward(true, x, &self.acts[index + 2], &mut hi[1], dx, batch, ctx)
+            let dx = (index > 0 || want_input_grad).then_some(&mut lo[index][..]);
+            let (x, batch, pooled) = (&self.acts[index], self.batch, self.pooled[index]);
+            // A pooled convolution's outputs and gradients are those of the pool after it.
+            let out = index + 1 + usize::from(pooled);
+            let (y, dy) = (&self.acts[out], &mut hi[out - index - 1][..]);
+            let (before, layers) = self.layers.split_at_mut(index);
+            match (&mut layers[0], before) {
+                (Layer::Conv2d(conv), [Layer::Conv2d(first)]) if !want_input_grad => {
+                    let previous = Previous::of(first, &self.acts[0]);
+                    if conv.backward(pooled, x, y, dy, dx, batch, previous) {
+                        break;
+                    }
                 }
-                layer => layer.backward(x, &self.acts[index + 1], &mut hi[0], dx, batch, ctx),
+                (Layer::Conv2d(conv), _) => {
+                    conv.backward(pooled, x, y, dy, dx, batch, None);
+                }
+                (layer, _) => layer.backward(x, y, dy, dx, batch),
             }
         }
     }
