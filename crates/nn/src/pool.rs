@@ -154,13 +154,24 @@ impl MaxPool2d {
     }
 }
 
+/// What a kept (`mask` 1) or dropped (0) value is multiplied by.
+fn scale(mask: u8, keep: f32) -> f32 {
+    if mask != 0 {
+        keep
+    } else {
+        0.0
+    }
+}
+
 /// Inverted dropout. Each image's mask comes from its own stream derived from the step seed,
 /// so masks do not depend on how the batch is split between threads.
 #[derive(Debug, Clone)]
 pub struct Dropout {
     pub(crate) shape: Shape,
     rate: f32,
-    mask: Vec<f32>,
+    /// 1 where the value is kept: a byte rather than its scale, a quarter of the memory
+    /// traffic (the reference CNN's first dropout masks 1.2M values a batch).
+    mask: Vec<u8>,
 }
 
 impl Dropout {
@@ -183,7 +194,7 @@ impl Dropout {
         }
         let keep = 1.0 / (1.0 - self.rate);
         let len = self.shape.len();
-        self.mask.resize(batch * len, 0.0);
+        self.mask.resize(batch * len, 0);
         // 16 random bits per decision, four decisions per generator call.
         let threshold = (self.rate * 65536.0) as u64;
         self.mask
@@ -195,16 +206,12 @@ impl Dropout {
                 for quad in mask.chunks_mut(4) {
                     let bits = rng.next_u64();
                     for (j, m) in quad.iter_mut().enumerate() {
-                        *m = if (bits >> (16 * j)) & 0xffff < threshold {
-                            0.0
-                        } else {
-                            keep
-                        };
+                        *m = u8::from((bits >> (16 * j)) & 0xffff >= threshold);
                     }
                 }
                 y.iter_mut()
                     .zip(x.iter().zip(mask.iter()))
-                    .for_each(|(y, (&x, &m))| *y = x * m);
+                    .for_each(|(y, (&x, &m))| *y = x * scale(m, keep));
             });
     }
 
@@ -212,12 +219,13 @@ impl Dropout {
         if self.mask.is_empty() {
             dx.copy_from_slice(dy);
         } else {
+            let keep = 1.0 / (1.0 - self.rate);
             dx.par_chunks_mut(PART)
                 .zip(dy.par_chunks(PART).zip(self.mask.par_chunks(PART)))
                 .for_each(|(dx, (dy, mask))| {
                     dx.iter_mut()
                         .zip(dy.iter().zip(mask))
-                        .for_each(|(dx, (&d, &m))| *dx = d * m);
+                        .for_each(|(dx, (&d, &m))| *dx = d * scale(m, keep));
                 });
         }
     }
