@@ -185,29 +185,13 @@ fn preset_best_trains_members_resumes_and_ensembles() {
 #[test]
 fn bench_reports_images_per_second() {
     let Some(_) = data_dir() else { return };
-    let v = json(&digits(&[
-        "bench",
-        "train",
-        "--model",
-        "mlp",
-        "--batches",
-        "3",
-        "--threads",
-        "1",
-        "--json",
-    ]));
+    let bench = |args: &[&str]| {
+        let common = ["bench", "train", "--model", "mlp", "--json"];
+        json(&digits(&[&common[..], args].concat()))
+    };
+    let v = bench(&["--batches", "3", "--threads", "1"]);
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0, "{v}");
-    let v = json(&digits(&[
-        "bench",
-        "train",
-        "--model",
-        "mlp",
-        "--batches",
-        "6",
-        "--compare-threads",
-        "1,2",
-        "--json",
-    ]));
+    let v = bench(&["--batches", "6", "--compare-threads", "1,2"]);
     assert_eq!(v["threads"], serde_json::json!([1, 2]), "{v}");
     let speeds = v["images_per_second"].as_array().unwrap();
     assert!(speeds.iter().all(|s| s.as_f64().unwrap() > 0.0), "{v}");

@@ -57,11 +57,11 @@ impl Architecture {
         let pool = || LayerSpec::MaxPool2d { size: 2 };
         match self {
             Architecture::Cnn => [
-                &block(32)[..],
-                &block(32),
+                &LayerSpec::norm_block(32)[..],
+                &LayerSpec::norm_block(32),
                 &[pool()],
-                &block(64),
-                &block(64),
+                &LayerSpec::norm_block(64),
+                &LayerSpec::norm_block(64),
                 &[pool(), dense(128, false), bn(), LayerSpec::Relu, drop(0.3)],
                 &[dense(10, false)],
             ]
@@ -117,32 +117,13 @@ impl Architecture {
     }
 }
 
-/// A padded 3x3 convolution without bias, batch norm (which makes a bias redundant), ReLU.
-fn block(filters: usize) -> [LayerSpec; 3] {
-    [
-        LayerSpec::Conv2d {
-            filters,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            bias: false,
-            relu: false,
-        },
-        LayerSpec::BatchNorm {
-            momentum: 0.1,
-            eps: 1e-5,
-        },
-        LayerSpec::Relu,
-    ]
-}
-
-/// A [`block`] and a 2x2 max pool for each of `filters`, then a dense layer of `outputs`: a
+/// A [`LayerSpec::norm_block`] and a 2x2 max pool for each of `filters`, then a dense layer of `outputs`: a
 /// small network that is quick to train.
 pub fn pooled_blocks(filters: &[usize], outputs: usize) -> Vec<LayerSpec> {
     filters
         .iter()
         .flat_map(|&f| {
-            block(f)
+            LayerSpec::norm_block(f)
                 .into_iter()
                 .chain([LayerSpec::MaxPool2d { size: 2 }])
         })

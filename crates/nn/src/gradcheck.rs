@@ -274,31 +274,15 @@ fn threads_do_not_change_the_results() {
     // Winograd with the pool folded in, and a dense layer of more than one block of inputs.
     threads_agree(Shape::new(6, 6, 32), &folded_pool_specs());
     // The default network's block: batch norm between the convolution and its ReLU.
-    let conv = |filters| LayerSpec::Conv2d {
-        filters,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-        bias: false,
-        relu: false,
-    };
-    let norm = LayerSpec::BatchNorm {
-        momentum: 0.1,
-        eps: 1e-5,
-    };
-    let specs = [
-        conv(16),
-        norm.clone(),
-        LayerSpec::Relu,
-        conv(16),
-        norm,
-        LayerSpec::Relu,
+    let block = LayerSpec::norm_block(16);
+    let head = [
         LayerSpec::MaxPool2d { size: 2 },
         LayerSpec::Dense {
             units: 3,
             relu: false,
         },
     ];
+    let specs = [&block[..], &block, &head].concat();
     threads_agree(Shape::new(8, 8, 1), &specs);
 }
 

@@ -107,6 +107,27 @@ pub enum LayerSpec {
     Flatten,
 }
 
+impl LayerSpec {
+    /// A padded 3x3 convolution without bias, batch norm (which makes a bias redundant), ReLU.
+    pub fn norm_block(filters: usize) -> [LayerSpec; 3] {
+        [
+            LayerSpec::Conv2d {
+                filters,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                bias: false,
+                relu: false,
+            },
+            LayerSpec::BatchNorm {
+                momentum: 0.1,
+                eps: 1e-5,
+            },
+            LayerSpec::Relu,
+        ]
+    }
+}
+
 /// Per-step facts every layer may need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
