@@ -374,7 +374,8 @@ fn im2col_backward(
 /// A convolution's backward pass without im2col, image by image: the weight gradient through
 /// Winograd ([`fastconv::weight_gradient`]) or tap by tap
 /// ([`fastconv::direct_weight_gradient`]), the input gradient from `fast_dx` (required when
-/// `dx` is wanted).
+/// `dx` or `previous` is wanted). With `previous`, each image's input gradient goes to that
+/// layer's own backward pass instead of `dx`.
 #[allow(clippy::too_many_arguments)]
 fn fast_backward(
     g: &ConvGeometry,
