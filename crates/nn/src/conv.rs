@@ -287,6 +287,17 @@ impl<'a> InputGradient<'a> {
     }
 }
 
+/// `count` zeroed slots of `len` floats in `slots`.
+fn zeroed_slots(
+    slots: &mut Vec<f32>,
+    count: usize,
+    len: usize,
+) -> std::slice::ChunksExactMut<'_, f32> {
+    slots.clear();
+    slots.resize(count * len, 0.0);
+    slots.chunks_exact_mut(len)
+}
+
 /// One run's part of a backward pass: its first sample and count, its output gradients, its
 /// input gradients (when wanted) and its slot for the gradients of the parameters.
 type BackwardTask<'a> = (
@@ -306,8 +317,6 @@ fn backward_tasks<'a>(
     runs: &[(usize, usize)],
 ) -> Vec<BackwardTask<'a>> {
     let batch: usize = runs.iter().map(|r| r.1).sum();
-    slots.clear();
-    slots.resize(runs.len() * slot_len, 0.0);
     let dys = split_runs(&mut dy[..batch * out_len], runs, out_len);
     let dxs: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => split_runs(dx, runs, in_len).into_iter().map(Some).collect(),
@@ -316,7 +325,7 @@ fn backward_tasks<'a>(
     runs.iter()
         .zip(dys)
         .zip(dxs)
-        .zip(slots.chunks_exact_mut(slot_len))
+        .zip(zeroed_slots(slots, runs.len(), slot_len))
         .map(|(((&range, dy), dx), slot)| (range, dy, dx, slot))
         .collect()
 }
@@ -401,12 +410,9 @@ fn fast_backward(
         None => (None, None, None),
     };
     let before: Vec<Option<&mut [f32]>> = match (&prev_core, prev_slots.as_deref_mut()) {
-        (Some(core), Some(slots)) => {
-            let len = core.grad_len();
-            slots.clear();
-            slots.resize(runs.len() * len, 0.0);
-            slots.chunks_exact_mut(len).map(Some).collect()
-        }
+        (Some(core), Some(slots)) => zeroed_slots(slots, runs.len(), core.grad_len())
+            .map(Some)
+            .collect(),
         _ => runs.iter().map(|_| None).collect(),
     };
     let tasks: Vec<_> = tasks.into_iter().zip(before).collect();
@@ -900,13 +906,13 @@ impl Linear<DenseRows> {
         let core = &mut self.core;
         let (k, n) = (core.k, core.n);
         let dy = &mut dy[..batch * n];
-        let mut gb = core.b.as_mut().map(|b| std::mem::take(&mut b.grad));
-        if let Some(gb) = &mut gb {
-            gb.fill(0.0);
-        }
-        core.mask_rows(&y[..batch * n], dy, gb.as_deref_mut().unwrap_or_default());
-        if let (Some(b), Some(gb)) = (&mut core.b, gb) {
-            b.grad = gb;
+        // The bias gradient, the whole batch's, in the one slot.
+        let gb = zeroed_slots(&mut self.slots, 1, n)
+            .next()
+            .unwrap_or_default();
+        core.mask_rows(&y[..batch * n], dy, gb);
+        if let Some(b) = &mut core.b {
+            b.grad.copy_from_slice(&self.slots);
         }
         let dy = &*dy;
         if let Some(dx) = dx {
