@@ -42,56 +42,64 @@ pub fn matmul(m: usize, n: usize, k: usize, c: &mut [f32], a: View, b: View, acc
     unsafe { product(m, n, k, (c.as_mut_ptr(), n), a, b, accumulate) }
 }
 
-/// Pointer to a `Send` output for the column blocks of [`matmul_by_columns`].
-#[derive(Clone, Copy)]
-struct Output(*mut f32);
-
-// SAFETY: the blocks written through it are disjoint (see `matmul_by_columns`).
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
-
-impl Output {
-    /// The output `offset` values on (a method, so that closures capture the `Send` wrapper
-    /// rather than its raw pointer).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
-/// [`matmul`] (without accumulating) with the columns of `c` cut into blocks of `block`
-/// columns, the blocks run on the current rayon pool. For products whose `b` is wide and `a`
-/// short, as a dense layer's input gradient `[batch x units] x [units x inputs]`: cutting `a`'s
-/// rows between threads instead made each of them pack all of `b` (two halves of the
-/// reference CNN's 128 x 128 x 9216 product took 16% longer than the whole, eighths 76%;
-/// column blocks of 1024 take the same time as the whole).
-pub fn matmul_by_columns(
+/// [`matmul`] (without accumulating) as tasks, each for a block of `block` columns of `c`, to
+/// run in any order on any thread. For products whose `b` is wide and `a` short, as a dense
+/// layer's input gradient `[batch x units] x [units x inputs]`: cutting `a`'s rows between
+/// threads instead made each of them pack all of `b` (two halves of the reference CNN's
+/// 128 x 128 x 9216 product took 16% longer than the whole, eighths 76%; column blocks of
+/// 1024 take the same time as the whole).
+pub fn column_blocks<'a>(
     m: usize,
     n: usize,
     k: usize,
-    c: &mut [f32],
-    a: View,
-    b: View,
+    c: &'a mut [f32],
+    a: View<'a>,
+    b: View<'a>,
     block: usize,
-) {
-    use rayon::prelude::*;
+) -> Vec<ColumnBlock<'a>> {
     assert!(c.len() >= m * n, "gemm output too small");
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operand too small");
     assert!(block > 0, "empty column blocks");
-    let out = Output(c.as_mut_ptr());
+    let out = c.as_mut_ptr();
     (0..n.div_ceil(block))
-        .into_par_iter()
-        .with_max_len(1)
-        .for_each(|i| {
+        .map(|i| {
             let (first, width) = (i * block, block.min(n - i * block));
-            let b = View {
-                data: &b.data[first * b.cs..],
-                ..b
-            };
-            // SAFETY: block `i` writes columns `first..first + width` of the `m x n` output
-            // only, which no other block touches, and `c` is borrowed mutably for the whole
-            // call so nothing else reads or writes it meanwhile.
-            unsafe { product(m, width, k, (out.at(first), n), a, b, false) }
-        });
+            ColumnBlock {
+                shape: (m, width, k, n),
+                c: out.wrapping_add(first),
+                a,
+                b: View {
+                    data: &b.data[first * b.cs..],
+                    ..b
+                },
+                output: std::marker::PhantomData,
+            }
+        })
+        .collect()
+}
+
+/// One task of [`column_blocks`]: `width` columns of the `m x n` output.
+pub struct ColumnBlock<'a> {
+    /// `m`, `width`, `k`, and the output's row length `n`.
+    shape: (usize, usize, usize, usize),
+    c: *mut f32,
+    a: View<'a>,
+    b: View<'a>,
+    /// The whole output, borrowed mutably while any block exists.
+    output: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: each block writes columns that no other block touches (see `run`).
+unsafe impl Send for ColumnBlock<'_> {}
+
+impl ColumnBlock<'_> {
+    pub fn run(self) {
+        let (m, width, k, n) = self.shape;
+        // SAFETY: the block writes its own `width` columns of the `m x n` output only, which
+        // no other block touches, and the output stays borrowed mutably while any block
+        // exists, so nothing else reads or writes it meanwhile.
+        unsafe { product(m, width, k, (self.c, n), self.a, self.b, false) }
+    }
 }
 
 /// `c = a * b` into the `m x n` output at `c` whose rows are `c_rs` apart.
@@ -168,7 +176,10 @@ mod tests {
         for block in [1, 3, 4, 10, 16] {
             let mut c = vec![f32::NAN; m * n];
             let b = View::transposed(&w, k);
-            matmul_by_columns(m, n, k, &mut c, View::rows(&a, k), b, block);
+            let mut blocks = column_blocks(m, n, k, &mut c, View::rows(&a, k), b, block);
+            // Any order.
+            blocks.reverse();
+            blocks.into_iter().for_each(ColumnBlock::run);
             assert_eq!(c, whole, "blocks of {block}");
         }
     }

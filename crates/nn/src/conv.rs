@@ -7,7 +7,8 @@ use crate::gemv;
 use crate::infer::Precision;
 use crate::layer::{Param, Shape};
 use crate::parallel::{self, run_tasks, split_runs};
-use digits_linalg::{matmul, matmul_by_columns, View};
+use crate::pool::{apply_mask, Draw};
+use digits_linalg::{column_blocks, matmul, ColumnBlock, View};
 use digits_rng::Rng;
 use rayon::prelude::*;
 
@@ -391,7 +392,7 @@ fn fast_backward(
     winograd: bool,
     (core, scratch, slots): (&mut LinearCore, &mut Vec<Scratch>, &mut Vec<f32>),
     fast_dx: Option<InputGradient>,
-    (x, y, winners): (&[f32], &[f32], Option<&[u8]>),
+    (x, y, unpool): (&[f32], &[f32], Option<Unpool>),
     dy: &mut [f32],
     (dx, previous): (Option<&mut [f32]>, Option<Previous>),
     batch: usize,
@@ -400,7 +401,7 @@ fn fast_backward(
     assert!(previous.is_none() || (dx.is_none() && fast_dx.is_some()));
     let (in_len, full_len) = (g.in_len(), g.out_len());
     // With a folded pool, `y` and `dy` are the pooled outputs and their gradients.
-    let out_len = full_len / if winners.is_some() { 4 } else { 1 };
+    let out_len = full_len / if unpool.is_some() { 4 } else { 1 };
     let (grad_len, kn) = (core.grad_len(), core.k * core.n);
     let core_ref = &*core;
     let runs = parallel::runs(batch);
@@ -433,11 +434,14 @@ fn fast_backward(
             for (i, dy) in dy.chunks_exact_mut(out_len).take(count).enumerate() {
                 let n = start + i;
                 let y = &y[n * out_len..(n + 1) * out_len];
-                let dy: &[f32] = match winners {
-                    Some(winners) => {
+                let dy: &[f32] = match unpool {
+                    Some(Unpool { winners, dropout }) => {
+                        let at = n * out_len..(n + 1) * out_len;
+                        if let Some((mask, keep)) = dropout {
+                            apply_mask(dy, &mask[at.clone()], keep);
+                        }
                         ensure(full, full_len);
-                        let winners = &winners[n * out_len..(n + 1) * out_len];
-                        fastconv::unpool(g.output, y, dy, winners, full, gb);
+                        fastconv::unpool(g.output, y, dy, &winners[at], full, gb);
                         &full[..full_len]
                     }
                     None => {
@@ -477,6 +481,24 @@ fn fast_backward(
     if let (Some(core), Some(slots)) = (prev_core, prev_slots) {
         core.reduce(slots);
     }
+}
+
+/// What a convolution's backward pass takes from the layers folded into its forward pass:
+/// with a 2x2 max pool ([`Conv2d::forward_pooled`]), the mask and the scale of a kept value of
+/// the dropout after the pool where that is folded in too. The outputs it is given are then
+/// the dropout's, zero only where the pool's are or the mask dropped them, so they still tell
+/// where the ReLU passed gradients.
+#[derive(Clone, Copy)]
+pub(crate) struct Pooled<'a> {
+    pub(crate) dropout: Option<(&'a [u8], f32)>,
+}
+
+/// The pooled backward pass's per-image inputs: where each pooled output came from, and the
+/// folded dropout's mask and scale.
+#[derive(Clone, Copy)]
+struct Unpool<'a> {
+    winners: &'a [u8],
+    dropout: Option<(&'a [u8], f32)>,
 }
 
 /// The layer before a convolution, when it is a convolution on the direct method whose input
@@ -699,13 +721,13 @@ impl Linear<ConvGeometry> {
 
     /// The input gradient comes from the [`fastconv::input_gradient`] convolution where this
     /// CPU and shape have one, from the row gradients of im2col + GEMM otherwise. With
-    /// `pooled` (after [`Self::forward_pooled`]), `y` and `dy` are the pooled outputs and
-    /// their gradients. Returns whether it ran the `previous` layer's backward pass too, in
-    /// place of writing `dx`.
+    /// `pooled` (after [`Self::forward_pooled`]), `y` and `dy` are the outputs and gradients
+    /// of the pool, or of the dropout after it. Returns whether it ran the `previous` layer's
+    /// backward pass too, in place of writing `dx`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &mut self,
-        pooled: bool,
+        pooled: Option<Pooled>,
         x: &[f32],
         y: &[f32],
         dy: &mut [f32],
@@ -722,11 +744,15 @@ impl Linear<ConvGeometry> {
         let memory = (core, &mut self.scratch, &mut self.slots);
         let winograd = fastconv::winograd_weight_gradient(&g);
         let direct = fastconv::method(&g) == Some(Method::Direct);
-        let previous = previous.filter(|_| fast_dx.is_some() && (pooled || winograd));
+        let previous = previous.filter(|_| fast_dx.is_some() && (pooled.is_some() || winograd));
         let fused = previous.is_some();
         let dx = if fused { (None, previous) } else { (dx, None) };
-        if pooled {
-            let inputs = (x, y, Some(&self.winners[..]));
+        if let Some(Pooled { dropout }) = pooled {
+            let unpool = Unpool {
+                winners: &self.winners,
+                dropout,
+            };
+            let inputs = (x, y, Some(unpool));
             fast_backward(&g, true, memory, fast_dx, inputs, dy, dx, batch);
         } else if (winograd || direct) && (dx.0.is_none() || fast_dx.is_some()) {
             let inputs = (x, y, None);
@@ -750,8 +776,16 @@ impl Linear<ConvGeometry> {
     }
 
     /// This layer and a following 2x2 max pool in one pass (only where
-    /// [`Self::can_train_pooled`]): `y` receives the pooled outputs.
-    pub(crate) fn forward_pooled(&mut self, x: &[f32], y: &mut [f32], batch: usize) {
+    /// [`Self::can_train_pooled`]): `y` receives the pooled outputs, through the `dropout`
+    /// after the pool where given (its draws and the mask they fill), image by image while
+    /// each image's outputs are in cache.
+    pub(crate) fn forward_pooled(
+        &mut self,
+        x: &[f32],
+        y: &mut [f32],
+        batch: usize,
+        dropout: Option<(Draw, &mut [u8])>,
+    ) {
         let g = self.rows;
         let core = &self.core;
         let Weights::F32(w) = self.prepared.weights(&g, Method::Winograd, &core.w.value) else {
@@ -767,13 +801,35 @@ impl Linear<ConvGeometry> {
         let runs = parallel::runs(batch);
         let ys = split_runs(&mut y[..batch * out_len], &runs, out_len);
         let winners = split_runs(&mut self.winners[..], &runs, out_len);
-        let tasks: Vec<_> = runs.iter().zip(ys.into_iter().zip(winners)).collect();
+        let (draw, masks): (_, Vec<Option<&mut [u8]>>) = match dropout {
+            Some((draw, mask)) => {
+                let masks = split_runs(mask, &runs, out_len);
+                (Some(draw), masks.into_iter().map(Some).collect())
+            }
+            None => (None, runs.iter().map(|_| None).collect()),
+        };
+        let tasks: Vec<_> = runs
+            .iter()
+            .zip(ys.into_iter().zip(winners).zip(masks))
+            .collect();
         run_tasks(
             tasks,
             &mut self.scratch,
-            |(&(start, count), (y, winners)), s| {
-                let x = &x[start * in_len..(start + count) * in_len];
-                fastconv::forward_pooled(&g, w, out, x, &mut s.fast, y, winners);
+            |(&(start, count), ((y, winners), mut mask)), s| {
+                let images = y
+                    .chunks_exact_mut(out_len)
+                    .zip(winners.chunks_exact_mut(out_len))
+                    .take(count);
+                for (i, (y, winners)) in images.enumerate() {
+                    let n = start + i;
+                    let x = &x[n * in_len..(n + 1) * in_len];
+                    fastconv::forward_pooled(&g, w, out, x, &mut s.fast, y, winners);
+                    if let (Some(draw), Some(mask)) = (&draw, mask.as_deref_mut()) {
+                        let mask = &mut mask[i * out_len..(i + 1) * out_len];
+                        draw.mask(n, mask);
+                        apply_mask(y, mask, draw.keep);
+                    }
+                }
             },
         );
     }
@@ -861,6 +917,13 @@ impl Unfold for DenseRows {
     }
 }
 
+/// A block of a dense layer's backward pass: columns of the input gradient, or rows of the
+/// weight gradient (the `i`th block).
+enum DenseTask<'a> {
+    Inputs(ColumnBlock<'a>),
+    Weights((usize, &'a mut [f32])),
+}
+
 impl Linear<DenseRows> {
     pub(crate) fn new(
         inputs: usize,
@@ -915,20 +978,22 @@ impl Linear<DenseRows> {
             b.grad.copy_from_slice(&self.slots);
         }
         let dy = &*dy;
+        // Both products' blocks in one queue: one wait for the slower thread, not two.
+        let weights = core.w.grad.chunks_mut(INPUT_BLOCK * n).enumerate();
+        let mut tasks: Vec<_> = weights.map(DenseTask::Weights).collect();
         if let Some(dx) = dx {
             let w = View::transposed(&core.w.value, n);
-            matmul_by_columns(batch, k, n, dx, View::rows(dy, n), w, INPUT_BLOCK);
+            let blocks = column_blocks(batch, k, n, dx, View::rows(dy, n), w, INPUT_BLOCK);
+            tasks.extend(blocks.into_iter().map(DenseTask::Inputs));
         }
-        core.w
-            .grad
-            .par_chunks_mut(INPUT_BLOCK * n)
-            .with_max_len(1)
-            .enumerate()
-            .for_each(|(i, gw)| {
+        run_tasks(tasks, &mut self.scratch, |task, _| match task {
+            DenseTask::Inputs(block) => block.run(),
+            DenseTask::Weights((i, gw)) => {
                 let first = i * INPUT_BLOCK;
                 let x = View::transposed(&x[first..batch * k], k);
                 matmul(gw.len() / n, n, batch, gw, x, View::rows(dy, n), false);
-            });
+            }
+        });
     }
 
     /// The forward pass in evaluation: one sample at bfloat16 reads its weights as bfloat16

@@ -205,6 +205,34 @@ fn a_folded_pool_trains_like_the_plain_layers() {
     }
 }
 
+/// The dropout after a folded pool, run inside the convolution's passes, gives the values of
+/// the dropout layer on its own, bit for bit. (Fails with the mask left out of either pass.)
+#[test]
+fn a_dropout_after_a_folded_pool_trains_like_the_layer() {
+    let [conv, pool, dense] = folded_pool_specs();
+    let specs = [conv, pool, LayerSpec::Dropout { rate: 0.5 }, dense];
+    let input = Shape::new(8, 6, 32);
+    let mut folded = Network::new(input, &specs, 3).unwrap();
+    assert_eq!(folded.dropped[0], crate::fastconv::avx512());
+    folded.want_input_grad = true;
+    let mut alone = folded.clone();
+    alone.dropped.iter_mut().for_each(|d| *d = false);
+    let mut rng = Rng::new(4);
+    let batch = 3;
+    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+    let r: Vec<f32> = (0..batch * 3).map(|_| rng.normal()).collect();
+    let run = |net: &mut Network| {
+        net.input_mut(batch).copy_from_slice(&x);
+        let logits = net.forward(Mode::Train, 1).to_vec();
+        net.backward(&r);
+        let grads: Vec<f32> = net.params().flat_map(|p| p.grad.clone()).collect();
+        (logits, grads, net.input_grad().to_vec())
+    };
+    let (folded, alone) = (run(&mut folded), run(&mut alone));
+    assert!(folded.2.iter().any(|&g| g != 0.0));
+    assert_eq!(folded, alone);
+}
+
 #[test]
 fn batchnorm_conv_and_dense() {
     let specs = [
@@ -271,8 +299,11 @@ fn threads_do_not_change_the_results() {
         },
     ];
     threads_agree(Shape::new(6, 6, 1), &specs);
-    // Winograd with the pool folded in, and a dense layer of more than one block of inputs.
-    threads_agree(Shape::new(6, 6, 32), &folded_pool_specs());
+    // Winograd with the pool and a dropout folded in, and a dense layer of more than one
+    // block of inputs.
+    let [conv, pool, dense] = folded_pool_specs();
+    let specs = [conv, pool, LayerSpec::Dropout { rate: 0.3 }, dense];
+    threads_agree(Shape::new(6, 6, 32), &specs);
     // The default network's block: batch norm between the convolution and its ReLU.
     let block = LayerSpec::norm_block(16);
     let head = [

@@ -218,7 +218,7 @@ impl Layer {
     ) {
         match self {
             Layer::Conv2d(l) => {
-                l.backward(false, x, y, dy, dx, batch, None);
+                l.backward(None, x, y, dy, dx, batch, None);
             }
             Layer::Dense(l) => l.backward(x, y, dy, dx, batch),
             Layer::Relu(_) => {

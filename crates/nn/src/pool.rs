@@ -163,8 +163,72 @@ fn scale(mask: u8, keep: f32) -> f32 {
     }
 }
 
-/// Inverted dropout. Each image's mask comes from its own stream derived from the step seed,
-/// so masks do not depend on how the batch is split between threads.
+/// Fills `mask` with dropout decisions (1: keep) from the counter stream `key`: 16 random bits
+/// per decision, kept when at least `threshold`, four decisions per value.
+fn draw_mask(key: u64, threshold: u32, mask: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fastconv::avx512() && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { draw_mask_avx512(key, threshold, mask) };
+    }
+    draw_mask_portable(key, threshold, mask);
+}
+
+/// [`draw_mask`] compiled for AVX-512, whose 64-bit multiplies vectorise the stream: the same
+/// integer arithmetic, so the same masks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512bw")]
+fn draw_mask_avx512(key: u64, threshold: u32, mask: &mut [u8]) {
+    draw_mask_portable(key, threshold, mask);
+}
+
+#[inline(always)]
+fn draw_mask_portable(key: u64, threshold: u32, mask: &mut [u8]) {
+    const VALUES: usize = 64;
+    let mut bits = [0u16; 4 * VALUES];
+    for (block, mask) in mask.chunks_mut(bits.len()).enumerate() {
+        let first = (block * VALUES) as u64;
+        for (i, quad) in bits.chunks_exact_mut(4).enumerate() {
+            let value = digits_rng::counter(key, first + i as u64);
+            for (j, b) in quad.iter_mut().enumerate() {
+                *b = (value >> (16 * j)) as u16;
+            }
+        }
+        for (m, &b) in mask.iter_mut().zip(&bits) {
+            *m = u8::from(u32::from(b) >= threshold);
+        }
+    }
+}
+
+/// Multiplies `values` by their dropout scales.
+pub(crate) fn apply_mask(values: &mut [f32], mask: &[u8], keep: f32) {
+    values
+        .iter_mut()
+        .zip(mask)
+        .for_each(|(v, &m)| *v *= scale(m, keep));
+}
+
+/// One training step's dropout decisions: each image's come from its own stream derived from
+/// the step seed and the layer, so they do not depend on which thread draws them, nor on
+/// whether the layer runs alone or inside the convolution before it.
+#[derive(Clone, Copy)]
+pub(crate) struct Draw {
+    seed: u64,
+    layer: usize,
+    threshold: u32,
+    /// The scale of a kept value.
+    pub(crate) keep: f32,
+}
+
+impl Draw {
+    /// Draws image `n`'s `mask`.
+    pub(crate) fn mask(&self, n: usize, mask: &mut [u8]) {
+        let key = Rng::derive(self.seed, &[self.layer as u64, n as u64]).next_u64();
+        draw_mask(key, self.threshold, mask);
+    }
+}
+
+/// Inverted dropout.
 #[derive(Debug, Clone)]
 pub struct Dropout {
     pub(crate) shape: Shape,
@@ -186,54 +250,97 @@ impl Dropout {
         })
     }
 
-    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
+    fn keep(&self) -> f32 {
+        1.0 / (1.0 - self.rate)
+    }
+
+    /// This step's draws and the mask they fill for `batch` images, or `None` where nothing is
+    /// dropped (evaluation, or a rate of 0).
+    pub(crate) fn start(&mut self, batch: usize, ctx: Ctx) -> Option<(Draw, &mut [u8])> {
         if ctx.mode == Mode::Eval || self.rate == 0.0 {
-            y.copy_from_slice(x);
             self.mask.clear();
-            return;
+            return None;
         }
-        let keep = 1.0 / (1.0 - self.rate);
+        let draw = Draw {
+            seed: ctx.seed,
+            layer: ctx.index,
+            threshold: (self.rate * 65536.0) as u32,
+            keep: self.keep(),
+        };
+        self.mask.resize(batch * self.shape.len(), 0);
+        Some((draw, &mut self.mask))
+    }
+
+    /// The last training step's mask and the scale of a kept value, if it dropped anything.
+    pub(crate) fn drawn(&self) -> Option<(&[u8], f32)> {
+        (!self.mask.is_empty()).then(|| (&self.mask[..], self.keep()))
+    }
+
+    pub(crate) fn forward(&mut self, x: &[f32], y: &mut [f32], batch: usize, ctx: Ctx) {
         let len = self.shape.len();
-        self.mask.resize(batch * len, 0);
-        // 16 random bits per decision, four decisions per generator call.
-        let threshold = (self.rate * 65536.0) as u64;
-        self.mask
-            .par_chunks_exact_mut(len)
+        let Some((draw, mask)) = self.start(batch, ctx) else {
+            y.copy_from_slice(x);
+            return;
+        };
+        mask.par_chunks_exact_mut(len)
             .zip(y.par_chunks_exact_mut(len).zip(x.par_chunks_exact(len)))
             .enumerate()
             .for_each(|(n, (mask, (y, x)))| {
-                let mut rng = Rng::derive(ctx.seed, &[ctx.index as u64, n as u64]);
-                for quad in mask.chunks_mut(4) {
-                    let bits = rng.next_u64();
-                    for (j, m) in quad.iter_mut().enumerate() {
-                        *m = u8::from((bits >> (16 * j)) & 0xffff >= threshold);
-                    }
-                }
+                draw.mask(n, mask);
                 y.iter_mut()
                     .zip(x.iter().zip(mask.iter()))
-                    .for_each(|(y, (&x, &m))| *y = x * scale(m, keep));
+                    .for_each(|(y, (&x, &m))| *y = x * scale(m, draw.keep));
             });
     }
 
     pub(crate) fn backward(&self, dy: &[f32], dx: &mut [f32]) {
-        if self.mask.is_empty() {
+        let Some((mask, keep)) = self.drawn() else {
             dx.copy_from_slice(dy);
-        } else {
-            let keep = 1.0 / (1.0 - self.rate);
-            dx.par_chunks_mut(PART)
-                .zip(dy.par_chunks(PART).zip(self.mask.par_chunks(PART)))
-                .for_each(|(dx, (dy, mask))| {
-                    dx.iter_mut()
-                        .zip(dy.iter().zip(mask))
-                        .for_each(|(dx, (&d, &m))| *dx = d * scale(m, keep));
-                });
-        }
+            return;
+        };
+        dx.par_chunks_mut(PART)
+            .zip(dy.par_chunks(PART).zip(mask.par_chunks(PART)))
+            .for_each(|(dx, (dy, mask))| {
+                dx.iter_mut()
+                    .zip(dy.iter().zip(mask))
+                    .for_each(|(dx, (&d, &m))| *dx = d * scale(m, keep));
+            });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every path draws the same masks, a share `1 - rate` of ones, different per image.
+    #[test]
+    fn dropout_masks_keep_their_share_on_every_path() {
+        let ctx = Ctx {
+            mode: Mode::Train,
+            seed: 9,
+            index: 2,
+            groups: 1,
+        };
+        let mut dropout = Dropout::new(Shape::new(10, 10, 10), 0.25).unwrap();
+        let (draw, mask) = dropout.start(2, ctx).unwrap();
+        draw.mask(0, &mut mask[..1000]);
+        draw.mask(1, &mut mask[1000..]);
+        let mask = mask.to_vec();
+        let kept = mask[..1000].iter().map(|&m| usize::from(m)).sum::<usize>();
+        assert!((700..800).contains(&kept), "{kept} of 1000 kept");
+        assert_ne!(mask[..1000], mask[1000..]);
+        let key = Rng::derive(9, &[2, 1]).next_u64();
+        let mut portable = vec![0u8; 1000];
+        draw_mask_portable(key, draw.threshold, &mut portable);
+        assert_eq!(portable, mask[1000..]);
+        let (mut x, mut dy) = (vec![1.0; 1000], vec![2.0; 1000]);
+        apply_mask(&mut x, &mask[..1000], draw.keep);
+        dropout.backward(&x, &mut dy);
+        for ((&x, &d), &m) in x.iter().zip(&dy).zip(&mask[..1000]) {
+            let keep = if m == 1 { 4.0 / 3.0 } else { 0.0 };
+            assert_eq!((x, d), (keep, keep * keep));
+        }
+    }
 
     /// Windows of NaN (a diverged network) still send their gradient inside their own image:
     /// the winners start at each window's first pixel instead of whatever the last batch left.

@@ -10,12 +10,27 @@ pub struct Rng {
     s: [u64; 4],
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function.
+#[inline(always)]
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(GOLDEN_GAMMA);
+    mix(*state)
+}
+
+/// Value `i` of the SplitMix64 stream that starts from `key`, computed on its own: a block of
+/// values has no chain from one to the next, so its loop vectorises (dropout draws 1.2M
+/// decisions a batch on the reference CNN; xoshiro's chain took 1 ms of its 55 ms step).
+#[inline(always)]
+pub fn counter(key: u64, i: u64) -> u64 {
+    mix(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
 }
 
 impl Rng {
@@ -89,6 +104,14 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_values_are_the_splitmix_stream() {
+        let mut state = 42;
+        for i in 0..5 {
+            assert_eq!(counter(42, i), splitmix(&mut state));
+        }
+    }
 
     #[test]
     fn same_seed_same_stream_and_derive_differs() {
