@@ -605,26 +605,33 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                 .load()
                 .context("the benchmark trains on real MNIST images")?
                 .train;
-            let speeds = bench_train(model, &train, batches, 1, &pools);
+            let measured = bench_train(model, &train, batches, 1, &pools);
             let batch_size = model.default_training().batch_size;
+            let speeds: Vec<f32> = measured.iter().map(|m| m.images).collect();
             let ratios: Vec<f32> = speeds.iter().map(|s| s / speeds[0]).collect();
+            let probes: Vec<f32> = measured
+                .iter()
+                .map(|m| m.probe / measured[0].probe)
+                .collect();
             if json {
                 let v = match (&counts[..], &speeds[..]) {
                     ([threads], [ips]) => serde_json::json!({"model": model, "threads": threads,
                         "batches": batches, "batch_size": batch_size, "images_per_second": ips}),
                     _ => serde_json::json!({"model": model, "threads": counts, "batches": batches,
                         "batch_size": batch_size, "images_per_second": speeds,
-                        "ratio_to_first": ratios}),
+                        "ratio_to_first": ratios, "compute_loop_ratio_to_first": probes}),
                 };
                 println!("{v}");
             }
-            for ((&threads, &ips), ratio) in
-                counts.iter().zip(&speeds).zip(ratios).filter(|_| !json)
-            {
+            let rows = counts.iter().zip(&speeds).zip(ratios.iter().zip(&probes));
+            for ((&threads, &ips), (ratio, probe)) in rows.filter(|_| !json) {
                 let against = if threads == counts[0] {
                     String::new()
                 } else {
-                    format!("; {ratio:.2}x the speed on {}", counts[0])
+                    format!(
+                        "; {ratio:.2}x the speed on {}, where a compute loop gained {probe:.2}x",
+                        counts[0]
+                    )
                 };
                 println!(
                     "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches{against})"

@@ -305,18 +305,44 @@ pub fn touching_negatives(train: &Digits, n: usize, seed: u64) -> Digits {
 /// Batches per turn of [`bench_train`].
 const BENCH_TURN: usize = 5;
 
-/// Training throughput (images/s) of one network on each of `pools`, over `batches` batches
-/// each after two warm-up batches (nothing is evaluated or saved): the figures `digits bench
-/// train` reports. With several pools the batches run in turns of five, one pool after
-/// another, so that the machine's changes of speed, which on shared machines reach 10%
-/// between minutes, fall on every pool alike and their ratio holds.
+/// What [`bench_train`] measured on one pool.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainSpeed {
+    /// Training images per second.
+    pub images: f32,
+    /// Rounds of a loop of arithmetic in registers per second, every thread of the pool
+    /// running one at once, in the same turns as the training: the machine's own speed at
+    /// the pool's thread count, with no memory traffic and nothing to wait for. On shared
+    /// machines two cores do not give twice one core's speed even there (1.87-1.95x in
+    /// three runs on the project's machine), and the ratio of these figures bounds what a
+    /// program can gain from the threads in that run.
+    pub probe: f32,
+}
+
+/// Multiply-adds on 32 independent chains in registers: a few milliseconds of one core.
+fn probe_round() -> f32 {
+    let (scale, step) = std::hint::black_box((0.999_999f32, 1e-6f32));
+    let mut chains = [1.0f32; 32];
+    for _ in 0..1 << 20 {
+        for c in &mut chains {
+            *c = *c * scale + step;
+        }
+    }
+    chains.iter().sum()
+}
+
+/// Training throughput of one network on each of `pools`, over `batches` batches each after
+/// two warm-up batches (nothing is evaluated or saved): the figures `digits bench train`
+/// reports. With several pools the batches run in turns of five, one pool after another, so
+/// that the machine's changes of speed, which on shared machines reach 10% between minutes,
+/// fall on every pool alike and their ratio holds.
 pub fn bench_train(
     architecture: Architecture,
     train: &Digits,
     batches: usize,
     seed: u64,
     pools: &[rayon::ThreadPool],
-) -> Vec<f32> {
+) -> Vec<TrainSpeed> {
     let config = architecture.default_training();
     let batch = config.batch_size;
     let mut t = Trainer::new(architecture, config, seed);
@@ -332,20 +358,27 @@ pub fn bench_train(
     for pool in pools {
         pool.install(|| steps(&mut t, 2));
     }
-    let mut seconds = vec![0.0f32; pools.len()];
-    let mut done = 0;
+    let mut seconds = vec![(0.0f32, 0.0f32); pools.len()];
+    let (mut done, mut turns) = (0, 0);
     while done < batches {
         let turn = BENCH_TURN.min(batches - done);
-        for (pool, seconds) in pools.iter().zip(&mut seconds) {
+        for (pool, (training, probe)) in pools.iter().zip(&mut seconds) {
             let start = Instant::now();
             pool.install(|| steps(&mut t, turn));
-            *seconds += start.elapsed().as_secs_f32();
+            *training += start.elapsed().as_secs_f32();
+            let start = Instant::now();
+            std::hint::black_box(pool.broadcast(|_| probe_round()));
+            *probe += start.elapsed().as_secs_f32();
         }
-        done += turn;
+        (done, turns) = (done + turn, turns + 1);
     }
-    seconds
+    pools
         .iter()
-        .map(|s| (batches * batch) as f32 / s)
+        .zip(seconds)
+        .map(|(pool, (training, probe))| TrainSpeed {
+            images: (batches * batch) as f32 / training,
+            probe: (turns * pool.current_num_threads()) as f32 / probe,
+        })
         .collect()
 }
 
