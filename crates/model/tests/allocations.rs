@@ -1,7 +1,7 @@
 //! Measures what a training step allocates once the first batches have sized every buffer:
 //! the hot loop must not churn memory (fresh per-op buffers cost frameworks 10-30% here).
 //!
-//! Measured: cnn-ref makes about 150 allocations and 6 MB per step of 128 images on two threads
+//! Measured: cnn-ref makes about 160 allocations and 6 MB per step of 128 images on two threads
 //! (2 MB before its dense layers ran in blocks of 512 inputs). All the large ones are the
 //! `gemm` crate's packing buffers, which it allocates per call. They are harmless:
 //! `digits bench train --model cnn-ref --threads 1` runs at the same speed (838 / 820 against
