@@ -166,6 +166,23 @@ fn folded_pool_specs() -> [LayerSpec; 3] {
     ]
 }
 
+/// One training step of `net`, wanting its input gradient, on three fixed random images and
+/// output gradients: its logits, and its parameters' gradients followed by its input's.
+fn one_step(net: &mut Network) -> (Vec<f32>, Vec<f32>) {
+    let (input, batch) = (net.input_shape(), 3);
+    net.want_input_grad = true;
+    let mut rng = Rng::new(4);
+    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+    let r: Vec<f32> = (0..batch * net.output_len())
+        .map(|_| rng.normal())
+        .collect();
+    net.input_mut(batch).copy_from_slice(&x);
+    let logits = net.forward(Mode::Train, 1).to_vec();
+    net.backward(&r);
+    let grads = net.params().flat_map(|p| p.grad.clone());
+    (logits, grads.chain(net.input_grad().to_vec()).collect())
+}
+
 /// The folded passes against the plain convolution and pool layers (each checked above and
 /// against the definition): same logits, same gradients.
 #[test]
@@ -173,24 +190,9 @@ fn a_folded_pool_trains_like_the_plain_layers() {
     let input = Shape::new(8, 6, 32);
     let mut folded = Network::new(input, &folded_pool_specs(), 3).unwrap();
     assert_eq!(folded.pooled[0], crate::fastconv::avx512());
-    folded.want_input_grad = true;
     let mut plain = folded.clone();
     plain.pooled.iter_mut().for_each(|p| *p = false);
-    let mut rng = Rng::new(4);
-    let batch = 3;
-    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
-    let r: Vec<f32> = (0..batch * 3).map(|_| rng.normal()).collect();
-    let run = |net: &mut Network| {
-        net.input_mut(batch).copy_from_slice(&x);
-        let logits = net.forward(Mode::Train, 1).to_vec();
-        net.backward(&r);
-        let grads = net.params().flat_map(|p| p.grad.clone());
-        (
-            logits,
-            grads.chain(net.input_grad().to_vec()).collect::<Vec<f32>>(),
-        )
-    };
-    let (folded, plain) = (run(&mut folded), run(&mut plain));
+    let (folded, plain) = (one_step(&mut folded), one_step(&mut plain));
     assert!(folded.1.iter().any(|&g| g != 0.0));
     for (a, b) in folded
         .0
@@ -211,25 +213,12 @@ fn a_folded_pool_trains_like_the_plain_layers() {
 fn a_dropout_after_a_folded_pool_trains_like_the_layer() {
     let [conv, pool, dense] = folded_pool_specs();
     let specs = [conv, pool, LayerSpec::Dropout { rate: 0.5 }, dense];
-    let input = Shape::new(8, 6, 32);
-    let mut folded = Network::new(input, &specs, 3).unwrap();
+    let mut folded = Network::new(Shape::new(8, 6, 32), &specs, 3).unwrap();
     assert_eq!(folded.dropped[0], crate::fastconv::avx512());
-    folded.want_input_grad = true;
     let mut alone = folded.clone();
     alone.dropped.iter_mut().for_each(|d| *d = false);
-    let mut rng = Rng::new(4);
-    let batch = 3;
-    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
-    let r: Vec<f32> = (0..batch * 3).map(|_| rng.normal()).collect();
-    let run = |net: &mut Network| {
-        net.input_mut(batch).copy_from_slice(&x);
-        let logits = net.forward(Mode::Train, 1).to_vec();
-        net.backward(&r);
-        let grads: Vec<f32> = net.params().flat_map(|p| p.grad.clone()).collect();
-        (logits, grads, net.input_grad().to_vec())
-    };
-    let (folded, alone) = (run(&mut folded), run(&mut alone));
-    assert!(folded.2.iter().any(|&g| g != 0.0));
+    let (folded, alone) = (one_step(&mut folded), one_step(&mut alone));
+    assert!(folded.1.iter().any(|&g| g != 0.0));
     assert_eq!(folded, alone);
 }
 
