@@ -313,9 +313,9 @@ pub struct TrainSpeed {
     /// Rounds of a loop of arithmetic in registers per second, every thread of the pool
     /// running one at once, in the same turns as the training: the machine's own speed at
     /// the pool's thread count, with no memory traffic and nothing to wait for. On shared
-    /// machines two cores do not give twice one core's speed even there (1.87-1.95x in
-    /// three runs on the project's machine), and the ratio of these figures bounds what a
-    /// program can gain from the threads in that run.
+    /// machines two cores do not give twice one core's speed even there (1.74-2.13x in the
+    /// rounds of BENCHMARKS.md), so the ratio of these figures tells how much of a training's
+    /// shortfall from the thread count the machine took.
     pub probe: f32,
 }
 

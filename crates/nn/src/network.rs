@@ -113,14 +113,27 @@ impl Network {
         }
     }
 
+    /// How many of the layers after layer `i` run inside its passes (a pool, and the dropout
+    /// after it).
+    fn folds(&self, i: usize) -> usize {
+        match (self.pooled[i], self.dropped[i]) {
+            (false, _) => 0,
+            (true, dropped) => 1 + usize::from(dropped),
+        }
+    }
+
+    /// Whether layer `i` runs inside the passes of a layer before it.
+    fn folded(&self, i: usize) -> bool {
+        (i > 0 && self.pooled[i - 1]) || (i > 1 && self.dropped[i - 2])
+    }
+
     /// The input buffer for a batch of `batch` samples (NHWC), to be filled before `forward`.
     /// Sizes every buffer; with an unchanged batch size nothing is allocated.
     pub fn input_mut(&mut self, batch: usize) -> &mut [f32] {
         if batch != self.batch {
             for i in 0..self.acts.len() {
-                // Nobody stores or reads a convolution's output that its pool folds into it,
-                // nor a folded pool's output that its dropout folds into it too.
-                let skipped = (i > 0 && self.pooled[i - 1]) || (i > 1 && self.dropped[i - 2]);
+                // Nobody stores or reads the input of a layer folded into the one before.
+                let skipped = self.folded(i);
                 let len = if skipped {
                     0
                 } else {
@@ -140,6 +153,7 @@ impl Network {
         let groups = rayon::current_num_threads();
         let mut index = 0;
         while index < self.layers.len() {
+            let folds = self.folds(index);
             let (done, rest) = self.acts.split_at_mut(index + 1);
             let ctx = Ctx {
                 mode,
@@ -151,8 +165,7 @@ impl Network {
                 .split_first_mut()
                 .expect("index is a layer");
             match layer {
-                Layer::Conv2d(conv) if self.pooled[index] => {
-                    let folds = 1 + usize::from(self.dropped[index]);
+                Layer::Conv2d(conv) if folds > 0 => {
                     let dropout = match after.get_mut(1) {
                         Some(Layer::Dropout(dropout)) if folds == 2 => dropout.start(
                             self.batch,
@@ -184,23 +197,20 @@ impl Network {
         #[cfg(not(test))]
         let want_input_grad = false;
         for index in (0..last).rev() {
-            if (index > 0 && self.pooled[index - 1]) || (index > 1 && self.dropped[index - 2]) {
+            if self.folded(index) {
                 continue;
             }
+            // A pooled convolution's outputs and gradients are those of the last layer folded
+            // into it.
+            let folds = self.folds(index);
+            let out = index + 1 + folds;
             let (lo, hi) = self.grads.split_at_mut(index + 1);
             let dx = (index > 0 || want_input_grad).then_some(&mut lo[index][..]);
             let (x, batch) = (&self.acts[index], self.batch);
-            // A pooled convolution's outputs and gradients are those of the last layer folded
-            // into it.
-            let folds = match (self.pooled[index], self.dropped[index]) {
-                (false, _) => 0,
-                (true, dropped) => 1 + usize::from(dropped),
-            };
-            let out = index + 1 + folds;
             let (y, dy) = (&self.acts[out], &mut hi[out - index - 1][..]);
             let (before, layers) = self.layers.split_at_mut(index);
             let (layer, after) = layers.split_first_mut().expect("index is a layer");
-            let pooled = self.pooled[index].then(|| Pooled {
+            let pooled = (folds > 0).then(|| Pooled {
                 dropout: match after.get(1) {
                     Some(Layer::Dropout(dropout)) if folds == 2 => dropout.drawn(),
                     _ => None,
