@@ -609,9 +609,9 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
             let batch_size = model.default_training().batch_size;
             let speeds: Vec<f32> = measured.iter().map(|m| m.images).collect();
             let ratios: Vec<f32> = speeds.iter().map(|s| s / speeds[0]).collect();
-            let probes: Vec<f32> = measured
+            let probes: Vec<Option<f32>> = measured
                 .iter()
-                .map(|m| m.probe / measured[0].probe)
+                .map(|m| m.probe.zip(measured[0].probe).map(|(p, first)| p / first))
                 .collect();
             if json {
                 let v = match (&counts[..], &speeds[..]) {
@@ -625,13 +625,12 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
             }
             let rows = counts.iter().zip(&speeds).zip(ratios.iter().zip(&probes));
             for ((&threads, &ips), (ratio, probe)) in rows.filter(|_| !json) {
-                let against = if threads == counts[0] {
-                    String::new()
-                } else {
-                    format!(
+                let against = match probe {
+                    Some(probe) if threads != counts[0] => format!(
                         "; {ratio:.2}x the speed on {}, where a compute loop gained {probe:.2}x",
                         counts[0]
-                    )
+                    ),
+                    _ => String::new(),
                 };
                 println!(
                     "{model}: {ips:.0} training images/s ({threads} threads, {batches} batches{against})"

@@ -315,8 +315,9 @@ pub struct TrainSpeed {
     /// the pool's thread count, with no memory traffic and nothing to wait for. On shared
     /// machines two cores do not give twice one core's speed even there (1.74-2.13x in the
     /// rounds of BENCHMARKS.md), so the ratio of these figures tells how much of a training's
-    /// shortfall from the thread count the machine took.
-    pub probe: f32,
+    /// shortfall from the thread count the machine took. Measured only where several pools
+    /// are compared.
+    pub probe: Option<f32>,
 }
 
 /// Multiply-adds on 32 independent chains in registers: a few milliseconds of one core.
@@ -366,9 +367,11 @@ pub fn bench_train(
             let start = Instant::now();
             pool.install(|| steps(&mut t, turn));
             *training += start.elapsed().as_secs_f32();
-            let start = Instant::now();
-            std::hint::black_box(pool.broadcast(|_| probe_round()));
-            *probe += start.elapsed().as_secs_f32();
+            if pools.len() > 1 {
+                let start = Instant::now();
+                std::hint::black_box(pool.broadcast(|_| probe_round()));
+                *probe += start.elapsed().as_secs_f32();
+            }
         }
         (done, turns) = (done + turn, turns + 1);
     }
@@ -377,7 +380,7 @@ pub fn bench_train(
         .zip(seconds)
         .map(|(pool, (training, probe))| TrainSpeed {
             images: (batches * batch) as f32 / training,
-            probe: (turns * pool.current_num_threads()) as f32 / probe,
+            probe: (pools.len() > 1).then(|| (turns * pool.current_num_threads()) as f32 / probe),
         })
         .collect()
 }

@@ -224,19 +224,11 @@ fn a_dropout_after_a_folded_pool_trains_like_the_layer() {
 
 #[test]
 fn batchnorm_conv_and_dense() {
+    // The default network's block without its ReLU.
+    let [conv, norm, _] = LayerSpec::norm_block(3);
     let specs = [
-        LayerSpec::Conv2d {
-            filters: 3,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            bias: false,
-            relu: false,
-        },
-        LayerSpec::BatchNorm {
-            momentum: 0.1,
-            eps: 1e-5,
-        },
+        conv,
+        norm,
         LayerSpec::Dense {
             units: 5,
             relu: false,
