@@ -539,6 +539,9 @@ pub fn load_checkpoint<S: DeserializeOwned>(path: &Path) -> Result<(NeuralModel,
             None => break,
         }
     }
+    optimizer
+        .check_state(net.params())
+        .map_err(|problem| ModelError::invalid(path, problem))?;
     Ok((NeuralModel { meta, net }, optimizer, state.progress))
 }
 
@@ -695,15 +698,31 @@ mod tests {
         let m = small_network();
         let mut opt = Optimizer::new(digits_nn::OptimizerConfig::adamw(0.0));
         opt.steps = 5;
-        opt.state = vec![vec![1.0, 2.0], vec![3.0]];
+        // Adam's two moments for each trainable parameter.
+        let params = m.net.params().filter(|p| p.trainable);
+        opt.state = params
+            .flat_map(|p| [vec![0.5; p.value.len()], vec![0.25; p.value.len()]])
+            .collect();
         save_checkpoint(&p, &m, &opt, &42u32).unwrap();
         assert!(load(&p)
             .unwrap_err()
             .to_string()
             .contains("checkpoint file"));
         let (m2, o2, s): (NeuralModel, Optimizer, u32) = load_checkpoint(&p).unwrap();
-        assert_eq!((s, o2.steps, o2.state.clone()), (42, 5, opt.state));
+        assert_eq!((s, o2.steps, &o2.state), (42, 5, &opt.state));
         assert_eq!(m2.meta, m.meta);
+        // State that does not fit the model is refused, naming what is wrong.
+        opt.state[3].pop();
+        save_checkpoint(&p, &m, &opt, &42u32).unwrap();
+        let e = load_checkpoint::<u32>(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("optimiser state of") && e.contains("c.ckpt"),
+            "{e}"
+        );
+        opt.state.pop();
+        save_checkpoint(&p, &m, &opt, &42u32).unwrap();
+        let e = load_checkpoint::<u32>(&p).unwrap_err().to_string();
+        assert!(e.contains("optimiser state has"), "{e}");
     }
 
     #[test]

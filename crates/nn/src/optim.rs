@@ -50,14 +50,57 @@ impl Optimizer {
         }
     }
 
+    /// Whether the state (loaded from a checkpoint) is that of `params`, the model's
+    /// parameters in order: none yet, or one or two vectors of each trainable one's length.
+    /// [`Optimizer::step`] would otherwise update only as many values as the shorter holds.
+    pub fn check_state<'a>(
+        &self,
+        params: impl IntoIterator<Item = &'a Param>,
+    ) -> Result<(), String> {
+        if self.state.is_empty() {
+            return Ok(());
+        }
+        let slots = self.slots();
+        let lens: Vec<(&str, usize)> = params
+            .into_iter()
+            .filter(|p| p.trainable)
+            .flat_map(|p| std::iter::repeat_n((p.name.as_str(), p.value.len()), slots))
+            .collect();
+        if self.state.len() != lens.len() {
+            return Err(format!(
+                "optimiser state has {} vectors, the model's {} trainable parameters need {}",
+                self.state.len(),
+                lens.len() / slots,
+                lens.len()
+            ));
+        }
+        match self
+            .state
+            .iter()
+            .zip(&lens)
+            .find(|(s, (_, len))| s.len() != *len)
+        {
+            Some((s, (name, len))) => Err(format!(
+                "optimiser state of {name} has {} values, the parameter {len}",
+                s.len()
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// State vectors per trainable parameter: momentum, or Adam's two moments.
+    fn slots(&self) -> usize {
+        match self.config {
+            OptimizerConfig::Sgd { .. } => 1,
+            OptimizerConfig::AdamW { .. } => 2,
+        }
+    }
+
     /// Applies one update with learning rate `lr` to the trainable parameters.
     pub fn step<'a>(&mut self, params: impl IntoIterator<Item = &'a mut Param>, lr: f32) {
         self.steps += 1;
         let t = self.steps as i32;
-        let slots = match self.config {
-            OptimizerConfig::Sgd { .. } => 1,
-            OptimizerConfig::AdamW { .. } => 2,
-        };
+        let slots = self.slots();
         for (i, p) in params.into_iter().filter(|p| p.trainable).enumerate() {
             if self.state.len() < (i + 1) * slots {
                 self.state.push(vec![0.0; p.value.len()]);
