@@ -81,7 +81,7 @@ impl Optimizer {
             .find(|(s, (_, len))| s.len() != *len)
         {
             Some((s, (name, len))) => Err(format!(
-                "optimiser state of {name} has {} values, the parameter {len}",
+                "optimiser state of {name} has {} values where the parameter has {len}",
                 s.len()
             )),
             None => Ok(()),
