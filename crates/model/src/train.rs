@@ -313,8 +313,8 @@ pub struct TrainSpeed {
     /// Rounds of a loop of arithmetic in registers per second, every thread of the pool
     /// running one at once, in the same turns as the training: the machine's own speed at
     /// the pool's thread count, with no memory traffic and nothing to wait for. On shared
-    /// machines two cores do not give twice one core's speed even there (1.74-2.13x in the
-    /// rounds of BENCHMARKS.md), so the ratio of these figures tells how much of a training's
+    /// machines two cores do not give twice one core's speed even there (0.98-2.13x in the
+    /// rounds of BENCHMARKS.md, under 1.8x in several), so the ratio of these figures tells how much of a training's
     /// shortfall from the thread count the machine took. Measured only where several pools
     /// are compared.
     pub probe: Option<f32>,

@@ -167,7 +167,10 @@ fn scale(mask: u8, keep: f32) -> f32 {
 /// per decision, kept when at least `threshold`, four decisions per value.
 fn draw_mask(key: u64, threshold: u32, mask: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::fastconv::avx512() && std::arch::is_x86_feature_detected!("avx512dq") {
+    if crate::fastconv::avx512()
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { draw_mask_avx512(key, threshold, mask) };
     }
