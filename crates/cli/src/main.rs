@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => model_cmd::train(args, data_dir()?),
         Command::Ensemble(args) => model_cmd::ensemble(args, data_dir()?),
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
-        Command::Predict(args) => predict_cmd::predict(args),
+        Command::Predict(args) => predict_cmd::predict(args, threads),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
         Command::Compare(args) => compare_cmd::compare(args, data_dir()?, threads),
         Command::Gui(args) => gui_cmd::gui(args),

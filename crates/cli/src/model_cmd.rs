@@ -2,14 +2,15 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use digits_data::{split::HeldOut, DataDir, Digits, Mnist, PIXELS};
+use digits_data::{DataDir, Digits, PIXELS};
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
-use digits_model::judge::{self, JudgeTraining};
-use digits_model::train::{bench_train, touching_negatives, EpochStats, Observer, Trainer};
-use digits_model::{
-    file, shipped, Architecture, EnsembleModel, Model, NeuralModel, SvmModel, SvmSettings,
-};
+use digits_model::judge::JudgeTraining;
+pub use digits_model::recipe::DigitSource;
+use digits_model::recipe::{self, Recipe, TrainRequest};
+use digits_model::svm::PairStats;
+use digits_model::train::{bench_train, EpochStats, Observer};
+use digits_model::{shipped, Architecture, Model, SvmSettings};
 use digits_rng::Rng;
 use digits_vision::synth;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,34 +21,12 @@ fn parse_arch(s: &str) -> Result<Architecture, String> {
         .ok_or_else(|| format!("unknown network '{s}' (choose cnn, cnn-ref, cnn-small or mlp)"))
 }
 
-/// What `digits train` can build.
-#[derive(Clone, Copy, PartialEq)]
-pub enum Kind {
-    Network(Architecture),
-    Svm,
-    /// The number reader's judge of where digits begin and end.
-    Judge,
-}
-
-impl Kind {
-    pub fn parse(s: &str) -> Result<Kind, String> {
-        match s {
-            "svm" => Ok(Kind::Svm),
-            "judge" => Ok(Kind::Judge),
-            _ => Architecture::parse(s).map(Kind::Network).ok_or_else(|| {
-                format!("unknown model '{s}' (choose cnn, cnn-ref, cnn-small, mlp, svm or judge)")
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Kind::Network(a) => a.fmt(f),
-            Kind::Svm => f.write_str("svm"),
-            Kind::Judge => f.write_str("judge"),
-        }
+fn parse_recipe(s: &str) -> Result<Recipe, String> {
+    match Recipe::parse(s) {
+        Some(Recipe::Best) | None => Err(format!(
+            "unknown model '{s}' (choose cnn, cnn-ref, cnn-small, mlp, svm or judge)"
+        )),
+        Some(r) => Ok(r),
     }
 }
 
@@ -69,13 +48,12 @@ pub struct SvmArgs {
 }
 
 impl SvmArgs {
-    fn settings(&self, seed: u64) -> SvmSettings {
+    fn settings(&self) -> SvmSettings {
         let mut s = SvmSettings::default();
         s.svm.c = self.svm_c;
         s.svm.gamma = self.svm_gamma;
         s.components = self.svm_components;
         s.deskew = !self.svm_no_deskew;
-        s.seed = seed;
         s
     }
 }
@@ -89,15 +67,12 @@ pub enum Preset {
     Best,
 }
 
-/// Networks in the `best` preset's ensemble.
-const BEST_MEMBERS: u64 = 3;
-
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model: cnn (default), cnn-ref (the peers' reference network), cnn-small (trains in
     /// seconds), mlp, svm, or judge (the number reader's judge of where digits begin and end).
-    #[arg(long, default_value = "cnn", value_parser = Kind::parse)]
-    model: Kind,
+    #[arg(long, default_value = "cnn", value_parser = parse_recipe)]
+    model: Recipe,
     /// Train a recipe instead of one --model. Each member is saved beside --out as it
     /// finishes (OUT.member1.safetensors, ...); with --resume, finished members are reused.
     #[arg(long, value_enum, conflicts_with = "model")]
@@ -128,7 +103,7 @@ pub struct TrainArgs {
     #[arg(long)]
     touching_negatives: Option<usize>,
     /// Judge: synthetic lines of training digits to learn from.
-    #[arg(long, default_value_t = JudgeTraining::default().lines)]
+    #[arg(long, default_value_t = TrainRequest::default().judge_lines)]
     lines: usize,
     /// Stop after this many batches (smoke tests).
     #[arg(long)]
@@ -137,26 +112,69 @@ pub struct TrainArgs {
     svm: SvmArgs,
 }
 
-/// Draws a bar per epoch with the running loss and speed.
+impl TrainArgs {
+    fn request(&self) -> TrainRequest {
+        let recipe = match (self.preset, self.model) {
+            (Some(Preset::Best), _) => Recipe::Best,
+            (None, Recipe::Svm(_)) => Recipe::Svm(self.svm.settings()),
+            (None, r) => r,
+        };
+        TrainRequest {
+            recipe,
+            epochs: self.epochs,
+            seed: self.seed,
+            split_seed: self.split_seed,
+            validation: self.validation,
+            limit: self.limit,
+            resume: self.resume,
+            touching_negatives: self.touching_negatives,
+            judge_lines: self.lines,
+            max_batches: self.max_batches,
+        }
+    }
+}
+
+/// Draws a bar per epoch (or over the SVM's pairwise machines) with the running loss and speed,
+/// and prints the library's notes.
 struct Bars {
     bar: Option<ProgressBar>,
     epochs: usize,
 }
 
+impl Bars {
+    fn new(request: &TrainRequest) -> Self {
+        let epochs = match request.recipe {
+            Recipe::Network(a) => request
+                .epochs
+                .unwrap_or_else(|| a.default_training().epochs),
+            Recipe::Best => request
+                .epochs
+                .unwrap_or_else(|| Architecture::Cnn.default_training().epochs),
+            Recipe::Judge => request
+                .epochs
+                .unwrap_or_else(|| JudgeTraining::default().epochs),
+            Recipe::Svm(_) => 0,
+        };
+        Bars { bar: None, epochs }
+    }
+
+    fn bar(&mut self, total: usize, template: &str) -> &ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(ProgressStyle::with_template(template).expect("static template"));
+            b
+        })
+    }
+}
+
 impl Observer for Bars {
     fn batch(&mut self, epoch: usize, done: usize, total: usize, loss: f32, ips: f32) {
         let epochs = self.epochs;
-        let bar = self.bar.get_or_insert_with(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  eta {eta}",
-                )
-                .expect("static template"),
-            );
-            b.set_prefix(format!("{}/{epochs}", epoch + 1));
-            b
-        });
+        let bar = self.bar(
+            total,
+            "epoch {prefix} {bar:30} {pos}/{len} batches  {msg}  eta {eta}",
+        );
+        bar.set_prefix(format!("{}/{epochs}", epoch + 1));
         bar.set_position(done as u64);
         bar.set_message(format!("loss {loss:.4}  {ips:.0} images/s"));
     }
@@ -177,123 +195,55 @@ impl Observer for Bars {
             s.images_per_second
         );
     }
+
+    fn note(&mut self, line: &str) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        println!("{line}");
+    }
+
+    fn machine(&mut self, done: usize, total: usize, s: &PairStats) {
+        let bar = self.bar(
+            total,
+            "{bar:30} {pos}/{len} pairwise machines  {msg}  eta {eta}",
+        );
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{} vs {}: {} support vectors",
+            s.classes.0, s.classes.1, s.support_vectors
+        ));
+    }
 }
 
 pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
     let data = dir.load()?;
-    let all = match args.limit {
-        Some(n) => data.train.take(n + args.validation),
-        None => data.train,
-    };
-    let name = match args.preset {
-        Some(Preset::Best) => "ensemble".to_string(),
-        None => args.model.to_string(),
-    };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}.safetensors")));
-    let start = std::time::Instant::now();
-    if args.preset.is_none() && args.model == Kind::Judge {
-        return train_judge(&args, &all, &out);
-    }
-    let model = match (args.preset, args.model) {
-        (Some(Preset::Best), _) => Model::Ensemble(train_best(&args, &all, &out)?),
-        (None, Kind::Network(architecture)) => {
-            Model::Neural(train_network(&args, architecture, args.seed, &all, &out)?)
+    let request = args.request();
+    let out = args.out.clone().unwrap_or_else(|| request.default_out());
+    let trained = request.run(&data, &out, &mut Bars::new(&request))?;
+    match (trained.model, trained.test) {
+        (Some(model), Some(test)) => {
+            print!("trained in {:.0}s; ", trained.seconds);
+            print_saved(&model, &test, &out);
         }
-        (None, Kind::Svm) => Model::Svm(train_svm(&args, &all)?),
-        (None, Kind::Judge) => unreachable!("trained above"),
-    };
-    print!("trained in {:.0}s; ", start.elapsed().as_secs_f32());
-    test_and_save(model, &data.test, &out)
-}
-
-/// Trains the number reader's judge on lines of training digits, scoring it on lines of the
-/// held-out ones.
-fn train_judge(args: &TrainArgs, all: &Digits, out: &Path) -> Result<()> {
-    let start = std::time::Instant::now();
-    let split = held_out(args, all).apply(all)?;
-    let mut training = JudgeTraining {
-        lines: args.lines,
-        ..JudgeTraining::default()
-    };
-    if let Some(e) = args.epochs {
-        training.epochs = e;
+        _ => println!(
+            "trained in {:.0}s; saved {}",
+            trained.seconds,
+            out.display()
+        ),
     }
-    let train = judge::examples(&split.train, training.lines, args.seed);
-    let validation = judge::examples(&split.validation, training.lines / 10, args.seed + 1);
-    println!(
-        "training judge on {} pieces of {} lines ({:.0}% whole digits), validating on {} pieces; {:.0}s to cut them",
-        train.len(),
-        training.lines,
-        100.0 * train.whole_share(),
-        validation.len(),
-        start.elapsed().as_secs_f32()
-    );
-    let epochs = training.epochs;
-    let mut judge = judge::train_judge(
-        &train,
-        &validation,
-        training,
-        args.seed,
-        &mut Bars { bar: None, epochs },
-    );
-    judge.meta.held_out = held_out(args, all);
-    file::save_judge(&judge, out)?;
-    println!(
-        "trained in {:.0}s; saved {}",
-        start.elapsed().as_secs_f32(),
-        out.display()
-    );
     Ok(())
 }
 
-/// Records the model's test accuracy (reported, never used to choose) and saves it.
-fn test_and_save(mut model: Model, test: &Digits, out: &Path) -> Result<()> {
-    let test = evaluate(&mut model, test);
-    model.set_test_accuracy(test.accuracy);
-    file::save(&model, out)?;
+fn print_saved(model: &Model, test: &Evaluation, out: &Path) {
     println!(
         "test accuracy {:.2}% ({} errors of {}), confidence temperature {:.3}; saved {}",
         100.0 * test.accuracy,
         test.errors,
         test.images,
-        digits_model::Classify::temperature(&model),
+        digits_model::Classify::temperature(model),
         out.display()
     );
-    Ok(())
-}
-
-/// The `best` preset: trains (or with --resume reuses) each member, then combines them.
-fn train_best(args: &TrainArgs, all: &Digits, out: &Path) -> Result<EnsembleModel> {
-    let mut members = Vec::new();
-    for k in 1..=BEST_MEMBERS {
-        let path = out.with_extension(format!("member{k}.safetensors"));
-        let member = if args.resume && path.exists() {
-            println!("reusing member {k} of {BEST_MEMBERS}: {}", path.display());
-            network_file(&path.to_string_lossy())?
-        } else {
-            println!("member {k} of {BEST_MEMBERS}:");
-            let m = train_network(args, Architecture::Cnn, args.seed + k - 1, all, &path)?;
-            file::save(&Model::Neural(m.clone()), &path)?;
-            m
-        };
-        members.push(member);
-    }
-    let split = held_out(args, all).apply(all)?;
-    combine(members, &split.validation)
-}
-
-/// A network model named on the command line (an ensemble is built from networks only).
-fn network_file(spec: &str) -> Result<NeuralModel> {
-    match shipped::resolve(spec)? {
-        Model::Neural(m) => Ok(m),
-        other => anyhow::bail!(
-            "{spec} is not a network but an {} model; only networks (cnn, cnn-small, mlp, ...) can be ensembled",
-            other.kind()
-        ),
-    }
 }
 
 #[derive(Args)]
@@ -309,143 +259,18 @@ pub struct EnsembleArgs {
 
 /// `digits ensemble`: combines trained networks and calibrates them on their validation split.
 pub fn ensemble(args: EnsembleArgs, dir: DataDir) -> Result<()> {
-    let members = args
-        .models
-        .iter()
-        .map(|spec| network_file(spec))
-        .collect::<Result<Vec<_>>>()?;
     let data = dir.load()?;
-    let split = members[0].meta.held_out.apply(&data.train)?;
-    let model = combine(members, &split.validation)?;
-    test_and_save(Model::Ensemble(model), &data.test, &args.out)
-}
-
-/// Combines the members and says how the ensemble reads and scores on validation.
-fn combine(members: Vec<NeuralModel>, validation: &Digits) -> Result<EnsembleModel> {
-    let model = EnsembleModel::combine(members, validation)?;
-    print!(
-        "{} members{}; validation accuracy {:.2}%, loss {:.4}; ",
-        model.members.len(),
-        if model.meta.shifted_views {
-            ", each also reading the image moved one pixel four ways"
-        } else {
-            ""
+    let (model, test) = recipe::ensemble_files(
+        &args.models,
+        &data,
+        &args.out,
+        &mut Bars {
+            bar: None,
+            epochs: 0,
         },
-        100.0 * model.meta.validation_accuracy.unwrap_or(0.0),
-        model.meta.validation_loss.unwrap_or(0.0)
-    );
-    Ok(model)
-}
-
-/// The validation images the arguments hold out of `all` (the training images, after --limit).
-fn held_out(args: &TrainArgs, all: &Digits) -> HeldOut {
-    HeldOut {
-        seed: args.split_seed,
-        images: args.validation,
-        pool: all.len(),
-    }
-}
-
-fn train_network(
-    args: &TrainArgs,
-    architecture: Architecture,
-    seed: u64,
-    all: &Digits,
-    out: &Path,
-) -> Result<NeuralModel> {
-    let ckpt = PathBuf::from(format!("{}.ckpt", out.display()));
-    let mut trainer = if args.resume && ckpt.exists() {
-        let t = Trainer::resume(&ckpt)?;
-        anyhow::ensure!(
-            t.model.architecture() == architecture,
-            "{} holds a {} checkpoint, not {}",
-            ckpt.display(),
-            t.model.architecture(),
-            architecture
-        );
-        println!(
-            "resuming {} after epoch {}",
-            ckpt.display(),
-            t.progress.epochs_done
-        );
-        t
-    } else {
-        let mut config = architecture.default_training();
-        if let Some(e) = args.epochs {
-            config.epochs = e;
-        }
-        if let Some(n) = args.touching_negatives {
-            config.touching_negatives = n;
-        }
-        let mut t = Trainer::new(architecture, config, seed);
-        t.model.meta.held_out = held_out(args, all);
-        t
-    };
-    if let Some(e) = args.epochs {
-        trainer.model.meta.training.epochs = e;
-    }
-    let mut split = held_out(args, all).apply(all)?;
-    let negatives = trainer.model.meta.training.touching_negatives;
-    if negatives > 0 {
-        split.train.extend(&touching_negatives(
-            &split.train,
-            negatives,
-            trainer.model.meta.seed,
-        ));
-        println!("added {negatives} images of touching digit pairs labelled 'none'");
-    }
-    println!(
-        "training {architecture} ({} parameters) on {} images, validating on {}, {} threads",
-        trainer.model.net.parameter_count(),
-        split.train.len(),
-        split.validation.len(),
-        rayon::current_num_threads()
-    );
-    let epochs = trainer.model.meta.training.epochs;
-    trainer.run(
-        &split,
-        &mut Bars { bar: None, epochs },
-        Some(&ckpt),
-        args.max_batches,
     )?;
-    Ok(trainer.finish(&split.validation))
-}
-
-fn train_svm(args: &TrainArgs, all: &Digits) -> Result<SvmModel> {
-    let split = held_out(args, all).apply(all)?;
-    let settings = args.svm.settings(args.seed);
-    println!(
-        "training svm (C {}, gamma {}, {} principal components, deskew {}) on {} images, validating on {}, {} threads",
-        settings.svm.c,
-        settings.svm.gamma,
-        settings.components,
-        if settings.deskew { "on" } else { "off" },
-        split.train.len(),
-        split.validation.len(),
-        rayon::current_num_threads()
-    );
-    let bar = ProgressBar::new(digits_model::svm::MACHINES as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} pairwise machines  {msg}  eta {eta}")
-            .expect("static template"),
-    );
-    let model = SvmModel::train(&split.train, &split.validation, settings, &|s| {
-        bar.set_message(format!(
-            "{} vs {}: {} support vectors",
-            s.classes.0, s.classes.1, s.support_vectors
-        ));
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    println!(
-        "{} support vectors; validation accuracy {}",
-        model.meta.support_vectors,
-        model
-            .meta
-            .validation_accuracy
-            .map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a))
-    );
-    Ok(model)
+    print_saved(&model, &test, &args.out);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -455,35 +280,15 @@ pub struct EvalArgs {
     model: String,
     /// Digits to score: `test` for reported figures, or `validation` (the 5,000 training
     /// images the shipped models hold out) for choices, without touching the test set.
-    #[arg(long, value_enum, default_value_t = DigitSource::Test)]
+    #[arg(long, default_value = "test", value_parser = parse_source)]
     source: DigitSource,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-/// Which MNIST digits a command reads.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DigitSource {
-    Test,
-    /// The training images `train` holds out by default, as the shipped models did.
-    Validation,
-}
-
-impl DigitSource {
-    pub fn name(self) -> &'static str {
-        match self {
-            DigitSource::Test => "test",
-            DigitSource::Validation => "validation",
-        }
-    }
-
-    pub fn digits(self, mnist: Mnist) -> Result<Digits> {
-        Ok(match self {
-            DigitSource::Test => mnist.test,
-            DigitSource::Validation => HeldOut::default().apply(&mnist.train)?.validation,
-        })
-    }
+pub fn parse_source(s: &str) -> Result<DigitSource, String> {
+    DigitSource::parse(s).ok_or_else(|| format!("unknown source '{s}' (choose test or validation)"))
 }
 
 pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {

@@ -5,11 +5,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use digits_data::DataDir;
 use digits_model::eval::expected_calibration_error;
-use digits_model::recognize::{read_digit, read_number, NumberReading, Reading};
+use digits_model::recognize::{read_digit, read_many, read_number, NumberReading, Reading};
 use digits_model::{shipped, Model};
 use digits_rng::Rng;
 use digits_vision::synth::{number_from, render_digit, Style};
-use digits_vision::Limits;
+use digits_vision::{read_file, Limits};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde_json::json;
@@ -69,16 +69,14 @@ fn expand(inputs: &[String]) -> Vec<Result<String, String>> {
 }
 
 fn read_input(name: &str, limits: &Limits) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let cap = limits.max_bytes as u64 + 1;
     if name == "-" {
-        std::io::stdin().take(cap).read_to_end(&mut bytes)?;
-    } else {
-        std::fs::File::open(name)?
-            .take(cap)
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(limits.max_bytes as u64 + 1)
             .read_to_end(&mut bytes)?;
+        return Ok(bytes);
     }
-    Ok(bytes)
+    Ok(read_file(Path::new(name), limits)?)
 }
 
 fn ascii(pixels: &[f32]) -> String {
@@ -172,36 +170,59 @@ fn print_number(name: &str, n: &NumberReading, args: &PredictArgs) {
     }
 }
 
-pub fn predict(args: PredictArgs) -> Result<()> {
+/// Files read together on every core before their answers are printed, in input order.
+const PREDICT_CHUNK: usize = 256;
+
+/// What one input gave.
+enum Answer {
+    Digit(Reading),
+    Number(NumberReading),
+}
+
+fn answer(model: &mut Model, name: &str, number: bool, limits: &Limits) -> Result<Answer> {
+    let bytes = read_input(name, limits).with_context(|| format!("{name}: cannot read"))?;
+    let shown = shown_name(name);
+    Ok(if number {
+        Answer::Number(read_number(model, &bytes, limits).with_context(|| shown.to_string())?)
+    } else {
+        Answer::Digit(read_digit(model, &bytes, limits).with_context(|| shown.to_string())?)
+    })
+}
+
+fn shown_name(name: &str) -> &str {
+    if name == "-" {
+        "<stdin>"
+    } else {
+        name
+    }
+}
+
+pub fn predict(args: PredictArgs, threads: usize) -> Result<()> {
     let mut model = shipped::resolve(&args.model)?;
     let limits = Limits::default();
     let mut failures = 0;
-    for input in expand(&args.inputs) {
-        let result = input.map_err(anyhow::Error::msg).and_then(|name| {
-            let bytes =
-                read_input(&name, &limits).with_context(|| format!("{name}: cannot read"))?;
-            let shown = if name == "-" {
-                "<stdin>".to_string()
-            } else {
-                name.clone()
-            };
-            if args.number {
-                let n = read_number(&mut model, &bytes, &limits).with_context(|| shown.clone())?;
-                print_number(&shown, &n, &args);
-            } else {
-                let r = read_digit(&mut model, &bytes, &limits).with_context(|| shown.clone())?;
-                print_digit(&shown, &r, &args);
-            }
-            Ok(())
+    let inputs = expand(&args.inputs);
+    for chunk in inputs.chunks(PREDICT_CHUNK) {
+        let answers = read_many(&mut model, chunk, threads, |m, input| {
+            input
+                .clone()
+                .map_err(anyhow::Error::msg)
+                .and_then(|name| Ok((answer(m, &name, args.number, &limits)?, name)))
         });
-        if let Err(e) = result {
-            failures += 1;
-            if args.json {
-                let text = format!("{e:#}");
-                let (file, msg) = text.split_once(": ").unwrap_or(("", &text));
-                println!("{}", json!({"file": file, "error": msg}));
+        for result in answers {
+            match result {
+                Ok((Answer::Digit(r), name)) => print_digit(shown_name(&name), &r, &args),
+                Ok((Answer::Number(n), name)) => print_number(shown_name(&name), &n, &args),
+                Err(e) => {
+                    failures += 1;
+                    if args.json {
+                        let text = format!("{e:#}");
+                        let (file, msg) = text.split_once(": ").unwrap_or(("", &text));
+                        println!("{}", json!({"file": file, "error": msg}));
+                    }
+                    eprintln!("error: {e:#}");
+                }
             }
-            eprintln!("error: {e:#}");
         }
     }
     if failures > 0 {
@@ -229,7 +250,7 @@ pub struct RealworldArgs {
     /// Digits to redraw: `test` for reported figures, or `validation` (the training images the
     /// shipped models hold out: `train`'s default split) for tuning the reader without touching
     /// the test set.
-    #[arg(long, value_enum, default_value_t = DigitSource::Test)]
+    #[arg(long, default_value = "test", value_parser = crate::model_cmd::parse_source)]
     source: DigitSource,
     /// Write every misread image into this folder (named with the right and the read answer).
     #[arg(long)]

@@ -43,6 +43,16 @@ pub enum ModelError {
     Invalid { path: PathBuf, problem: String },
     #[error("cannot build an ensemble: {0}")]
     Ensemble(String),
+    #[error(transparent)]
+    Data(#[from] digits_data::DataError),
+    #[error("svm: {0}")]
+    Svm(#[from] digits_svm::SvmError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(
+        "training interrupted (a checkpoint, where one is written, holds the last finished epoch)"
+    )]
+    Interrupted,
 }
 
 impl ModelError {
@@ -119,6 +129,17 @@ fn write_file(
     state: Option<String>,
     tensors: &[Tensor],
 ) -> Result<()> {
+    write_atomic(path, &encode(path, kind, meta, state, tensors)?)
+}
+
+/// A file's contents: the header (format, kind, metadata, state, digest) and the tensors.
+fn encode(
+    path: &Path,
+    kind: &str,
+    meta: &impl Serialize,
+    state: Option<String>,
+    tensors: &[Tensor],
+) -> Result<Vec<u8>> {
     let mut header = HashMap::new();
     header.insert(KEY_FORMAT.to_string(), FORMAT_VERSION.to_string());
     header.insert(KEY_KIND.to_string(), kind.to_string());
@@ -145,9 +166,8 @@ fn write_file(
             (t.name.clone(), view)
         })
         .collect();
-    let bytes = safetensors::serialize(views, Some(header))
-        .map_err(|e| ModelError::invalid(path, e.to_string()))?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, Some(header))
+        .map_err(|e| ModelError::invalid(path, e.to_string()))
 }
 
 /// A verified file: header entries and tensors by name.
@@ -343,15 +363,25 @@ fn member_prefix(i: usize) -> String {
 
 /// Saves a trained model.
 pub fn save(model: &Model, path: &Path) -> Result<()> {
+    write_atomic(path, &encode_model(model, path)?)
+}
+
+/// A model file's contents, as [`save`] writes them and [`load_bytes`] reads them (for
+/// models kept in memory or sent between processes, as Python's pickle does).
+pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
+    encode_model(model, Path::new("<model in memory>"))
+}
+
+fn encode_model(model: &Model, path: &Path) -> Result<Vec<u8>> {
     match model {
-        Model::Neural(m) => write_file(
+        Model::Neural(m) => encode(
             path,
             KIND_NETWORK,
             &m.meta,
             None,
             &network_tensors(&m.net, ""),
         ),
-        Model::Svm(m) => write_file(path, KIND_SVM, &m.meta, None, &svm_tensors(m)),
+        Model::Svm(m) => encode(path, KIND_SVM, &m.meta, None, &svm_tensors(m)),
         Model::Ensemble(e) => {
             let meta = EnsembleFile {
                 ensemble: e.meta.clone(),
@@ -363,7 +393,7 @@ pub fn save(model: &Model, path: &Path) -> Result<()> {
                 .enumerate()
                 .flat_map(|(i, m)| network_tensors(&m.net, &member_prefix(i)))
                 .collect();
-            write_file(path, KIND_ENSEMBLE, &meta, None, &tensors)
+            encode(path, KIND_ENSEMBLE, &meta, None, &tensors)
         }
     }
 }

@@ -10,6 +10,7 @@
 //! digit is known, with exactly the pieces the reader weighs ([`digits_vision::lattice`]).
 
 use crate::arch::pooled_blocks;
+use crate::file::ModelError;
 use crate::model::training_set_sha256;
 use crate::train::{Epoch, EpochStats, Observer};
 use digits_data::split::HeldOut;
@@ -224,7 +225,7 @@ pub fn train_judge(
     training: JudgeTraining,
     seed: u64,
     observer: &mut dyn Observer,
-) -> Judge {
+) -> Result<Judge, ModelError> {
     let mut judge = Judge::new(training.clone(), seed);
     let mut optimizer = Optimizer::new(training.optimizer);
     let batch = training.batch_size.min(train.len()).max(1);
@@ -265,12 +266,15 @@ pub fn train_judge(
             optimizer.step(judge.net.params_mut(), lr);
             (loss, ok)
         });
+        if pass.interrupted {
+            return Err(ModelError::Interrupted);
+        }
         let (validation_loss, validation_accuracy) = score(&mut judge, validation);
         let stats = pass.stats(epoch, validation_loss, validation_accuracy);
         observer.epoch(&stats);
         judge.meta.history.push(stats);
     }
-    judge
+    Ok(judge)
 }
 
 #[cfg(test)]
@@ -322,7 +326,7 @@ mod tests {
             epochs: 2,
             ..JudgeTraining::default()
         };
-        let mut judge = train_judge(&train, &validation, training, 1, &mut ());
+        let mut judge = train_judge(&train, &validation, training, 1, &mut ()).unwrap();
         let last = judge.meta.history.last().unwrap().clone();
         assert!(last.validation_accuracy > 0.9, "{last:?}");
         // Its probabilities agree with the accuracy it reports.

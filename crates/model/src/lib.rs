@@ -8,6 +8,7 @@ pub mod eval;
 pub mod file;
 pub mod judge;
 pub mod model;
+pub mod recipe;
 pub mod recognize;
 pub mod shipped;
 pub mod svm;

@@ -8,6 +8,8 @@ use digits_vision::{
     VisionError,
 };
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Below this calibrated confidence a reading is flagged `uncertain`.
 pub const UNCERTAIN_BELOW: f32 = 0.8;
@@ -78,6 +80,46 @@ pub fn read_digit(
 /// Reads the single digit in an already decoded image (a canvas, a window's drawing).
 pub fn read_digit_image(model: &mut Model, image: &RgbaImage) -> Result<Reading, VisionError> {
     Ok(reading(model, digits_vision::normalize_image(image)?))
+}
+
+/// Runs `read` over `items` on `threads` workers of the current rayon pool (at least one, at
+/// most one per item): the first reads with `model` itself, every other with its own copy (a
+/// network owns its working buffers); the answers come back in input order. Bulk reading in
+/// every front end (`digits predict DIR`, Python's `read_many`) goes through here, so a folder
+/// reads on every core, and one image costs no copy of the model.
+pub fn read_many<S: Sync, T: Send>(
+    model: &mut Model,
+    items: &[S],
+    threads: usize,
+    read: impl Fn(&mut Model, &S) -> T + Sync,
+) -> Vec<T> {
+    let workers = threads.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().map(|item| read(model, item)).collect();
+    }
+    let mut copies: Vec<Model> = (1..workers).map(|_| model.clone()).collect();
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::with_capacity(items.len()));
+    let work = |m: &mut Model| {
+        let mut answers = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            answers.push((i, read(m, item)));
+        }
+        done.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(answers);
+    };
+    rayon::scope(|scope| {
+        for copy in &mut copies {
+            scope.spawn(|_| work(copy));
+        }
+        work(model);
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, answer)| answer).collect()
 }
 
 thread_local! {
@@ -253,4 +295,52 @@ fn best_path(lattice: &Lattice, step_scores: &[f32]) -> Vec<usize> {
     }
     path.reverse();
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bars at different places and slants: inputs the model reads as various digits.
+    fn inputs(n: usize) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| {
+                let mut p = vec![0f32; 28 * 28];
+                for y in 4..24 {
+                    let x = 6 + (i % 13) + (y * (i % 5)) / 12;
+                    p[y * 28 + x.min(26)] = 1.0;
+                    p[y * 28 + (x + 1).min(27)] = 0.8;
+                    if i % 3 == 0 {
+                        p[(4 + i % 7) * 28 + y] = 1.0;
+                    }
+                }
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_many_answers_in_input_order_on_any_number_of_threads() {
+        let mut model = shipped::by_name("cnn").unwrap().unwrap();
+        let items = inputs(57);
+        let one_by_one: Vec<Prediction> = items
+            .iter()
+            .map(|p| read_pixels(&mut model, p).unwrap().prediction)
+            .collect();
+        let digits: std::collections::HashSet<u8> = one_by_one.iter().map(|p| p.digit).collect();
+        assert!(digits.len() > 2, "the inputs are read as several digits");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for threads in [1, 2, 3, 8] {
+            let many = pool.install(|| {
+                read_many(&mut model, &items, threads, |m, p| {
+                    read_pixels(m, p).unwrap().prediction
+                })
+            });
+            assert_eq!(many, one_by_one, "{threads} threads");
+        }
+        assert!(read_many(&mut model, &[] as &[Vec<f32>], 4, |_, _| 0).is_empty());
+    }
 }

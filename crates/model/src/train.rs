@@ -43,6 +43,8 @@ pub(crate) struct Epoch {
 
 /// What an epoch's training pass measured.
 pub(crate) struct Pass {
+    /// The observer asked to stop before the epoch's last batch.
+    pub interrupted: bool,
     loss: f32,
     accuracy: f32,
     seconds: f32,
@@ -61,6 +63,7 @@ impl Epoch {
         Rng::derive(self.seed, &[3, self.index as u64]).shuffle(&mut order);
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut interrupted = false;
         for s in 0..self.run {
             let idx = &order[s * self.batch..((s + 1) * self.batch).min(self.examples)];
             let (loss, ok) = step(s, idx);
@@ -69,9 +72,14 @@ impl Epoch {
             seen += idx.len();
             let rate = seen as f32 / start.elapsed().as_secs_f32();
             observer.batch(self.index, s + 1, self.steps, loss, rate);
+            if observer.interrupted() {
+                interrupted = true;
+                break;
+            }
         }
         let seconds = start.elapsed().as_secs_f32();
         Pass {
+            interrupted,
             loss: (loss_sum / seen.max(1) as f64) as f32,
             accuracy: correct as f32 / seen.max(1) as f32,
             seconds,
@@ -100,8 +108,10 @@ impl Pass {
     }
 }
 
-/// Receives progress; the CLI draws bars from it, tests ignore it.
-pub trait Observer {
+/// Receives progress; the CLI draws bars from it, the Python package a progress bar, tests
+/// ignore it. It can also stop a run (Ctrl+C in Python): training ends after the current batch
+/// with [`ModelError::Interrupted`], keeping the last epoch's checkpoint.
+pub trait Observer: Send {
     fn batch(
         &mut self,
         _epoch: usize,
@@ -112,6 +122,14 @@ pub trait Observer {
     ) {
     }
     fn epoch(&mut self, _stats: &EpochStats) {}
+    /// A line worth showing the person who started the run (what is trained, on how much).
+    fn note(&mut self, _line: &str) {}
+    /// One of the SVM's pairwise machines finished.
+    fn machine(&mut self, _done: usize, _total: usize, _stats: &crate::svm::PairStats) {}
+    /// Whether the run should stop now; asked after every batch.
+    fn interrupted(&mut self) -> bool {
+        false
+    }
 }
 
 impl Observer for () {}
@@ -236,6 +254,9 @@ impl Trainer {
             let pass = plan.train(observer, |s, idx| {
                 self.step(&split.train, idx, epoch, epoch * steps + s, total)
             });
+            if pass.interrupted {
+                return Err(ModelError::Interrupted);
+            }
             budget -= plan.run;
             let val = evaluate(&mut self.model, &split.validation);
             let stats = pass.stats(epoch, val.loss, val.accuracy);
@@ -419,6 +440,43 @@ mod tests {
             batch_size: 32,
             ..Architecture::Mlp.default_training()
         }
+    }
+
+    /// Stops the run after `after` batches, as Ctrl+C in Python does.
+    struct StopAfter {
+        after: usize,
+        seen: usize,
+    }
+
+    impl Observer for StopAfter {
+        fn batch(&mut self, _: usize, _: usize, _: usize, _: f32, _: f32) {
+            self.seen += 1;
+        }
+        fn interrupted(&mut self) -> bool {
+            self.seen >= self.after
+        }
+    }
+
+    #[test]
+    fn an_interrupted_run_stops_after_the_batch_and_keeps_the_last_checkpoint() {
+        let split = toy();
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("c.ckpt");
+        let steps = 256 / 32;
+        let mut t = Trainer::new(Architecture::Mlp, config(), 3);
+        let mut stop = StopAfter {
+            after: steps + 2,
+            seen: 0,
+        };
+        let result = t.run(&split, &mut stop, Some(&ckpt), None);
+        assert!(matches!(result, Err(ModelError::Interrupted)), "{result:?}");
+        assert_eq!(stop.seen, steps + 2, "no batch after the request to stop");
+        assert_eq!(t.progress.epochs_done, 1);
+        let resumed = Trainer::resume(&ckpt).unwrap();
+        assert_eq!(
+            resumed.progress.epochs_done, 1,
+            "the first epoch's checkpoint is kept"
+        );
     }
 
     #[test]

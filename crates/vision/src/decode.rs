@@ -21,6 +21,17 @@ impl Default for Limits {
     }
 }
 
+/// Reads an image file, at most `limits.max_bytes` plus one byte of it: a larger file is then
+/// refused by [`decode`] without the rest ever being read.
+pub fn read_file(path: &std::path::Path, limits: &Limits) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limits.max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Decodes PNG, JPEG, BMP, GIF (first frame), WebP or TIFF into RGBA.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbaImage, VisionError> {
     if bytes.is_empty() {

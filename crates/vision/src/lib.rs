@@ -16,7 +16,7 @@ mod number;
 mod resample;
 pub mod synth;
 
-pub use decode::{decode, Limits};
+pub use decode::{decode, read_file, Limits};
 pub use deskew::deskew;
 pub use image::RgbaImage;
 pub use ink::{InkMap, Region};

@@ -1,0 +1,464 @@
+//! What `digits train` (and `digits.train()` in Python) does: the validation split, resuming
+//! from checkpoints, the `best` ensemble preset, the SVM and the judge, then the test figure
+//! and an atomic save. Front ends pick the request and show the observer's progress; every one
+//! of them runs this same code.
+
+use crate::arch::Architecture;
+use crate::ensemble::EnsembleModel;
+use crate::eval::{evaluate, Evaluation};
+use crate::file::{self, ModelError};
+use crate::judge::{self, JudgeTraining};
+use crate::model::{Model, NeuralModel};
+use crate::shipped;
+use crate::svm::{SvmModel, SvmSettings, MACHINES};
+use crate::train::{touching_negatives, Observer, Trainer};
+use digits_data::split::HeldOut;
+use digits_data::{Digits, Mnist};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What a training run builds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Recipe {
+    Network(Architecture),
+    Svm(SvmSettings),
+    /// Three `cnn`s (seeds SEED, SEED+1, SEED+2) combined into an ensemble: the most accurate
+    /// model, at three times the training time.
+    Best,
+    /// The number reader's judge of where digits begin and end (written as a judge file).
+    Judge,
+}
+
+/// Networks in the `best` preset's ensemble.
+pub const BEST_MEMBERS: u64 = 3;
+
+impl Recipe {
+    /// `cnn`, `cnn-ref`, `cnn-small`, `mlp`, `svm` (default settings), `best` or `judge`.
+    pub fn parse(name: &str) -> Option<Recipe> {
+        match name {
+            "svm" => Some(Recipe::Svm(SvmSettings::default())),
+            "best" | "ensemble" => Some(Recipe::Best),
+            "judge" => Some(Recipe::Judge),
+            _ => Architecture::parse(name).map(Recipe::Network),
+        }
+    }
+
+    /// The name of what it builds (`ensemble` for the `best` preset).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Recipe::Network(a) => a.name(),
+            Recipe::Svm(_) => "svm",
+            Recipe::Best => "ensemble",
+            Recipe::Judge => "judge",
+        }
+    }
+}
+
+/// How to run a recipe; `Default` is what `digits train` does without flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainRequest {
+    pub recipe: Recipe,
+    /// Epochs (default: the architecture's own).
+    pub epochs: Option<usize>,
+    /// Initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Chooses the validation images; models ensembled must share it.
+    pub split_seed: u64,
+    /// Training images held out for validation.
+    pub validation: usize,
+    /// Train on only the first N training images (plus the validation ones).
+    pub limit: Option<usize>,
+    /// Continue from `OUT.ckpt` (and reuse finished ensemble members).
+    pub resume: bool,
+    /// Images of two touching digits labelled "none" added to a network's training.
+    pub touching_negatives: Option<usize>,
+    /// Judge: synthetic lines of training digits to learn from.
+    pub judge_lines: usize,
+    /// Stop after this many batches (smoke tests).
+    pub max_batches: Option<usize>,
+}
+
+impl Default for TrainRequest {
+    fn default() -> Self {
+        TrainRequest {
+            recipe: Recipe::Network(Architecture::Cnn),
+            epochs: None,
+            seed: digits_data::split::SEED,
+            split_seed: digits_data::split::SEED,
+            validation: digits_data::split::VALIDATION,
+            limit: None,
+            resume: false,
+            touching_negatives: None,
+            judge_lines: JudgeTraining::default().lines,
+            max_batches: None,
+        }
+    }
+}
+
+/// What a run produced: the model (none for the judge, which is a file of its own kind) and
+/// its score on the test set, recorded in the file.
+pub struct Trained {
+    pub model: Option<Model>,
+    pub test: Option<Evaluation>,
+    pub seconds: f32,
+}
+
+impl TrainRequest {
+    /// Where the model goes when the front end names no file: `runs/NAME.safetensors`.
+    pub fn default_out(&self) -> PathBuf {
+        PathBuf::from(format!("runs/{}.safetensors", self.recipe.name()))
+    }
+
+    /// The training images this request draws on (after `limit`).
+    fn pool(&self, train: &Digits) -> Digits {
+        match self.limit {
+            Some(n) => train.take(n + self.validation),
+            None => train.clone(),
+        }
+    }
+
+    fn held_out(&self, all: &Digits) -> HeldOut {
+        HeldOut {
+            seed: self.split_seed,
+            images: self.validation,
+            pool: all.len(),
+        }
+    }
+
+    /// Trains, measures on `data.test` and saves to `out` (members and checkpoints beside it).
+    pub fn run(
+        &self,
+        data: &Mnist,
+        out: &Path,
+        observer: &mut dyn Observer,
+    ) -> Result<Trained, ModelError> {
+        let start = std::time::Instant::now();
+        let all = self.pool(&data.train);
+        let model = match self.recipe {
+            Recipe::Judge => {
+                self.train_judge(&all, out, observer)?;
+                return Ok(Trained {
+                    model: None,
+                    test: None,
+                    seconds: start.elapsed().as_secs_f32(),
+                });
+            }
+            Recipe::Best => Model::Ensemble(self.train_best(&all, out, observer)?),
+            Recipe::Network(architecture) => Model::Neural(self.train_network(
+                architecture,
+                self.seed,
+                &all,
+                Some(out),
+                observer,
+            )?),
+            Recipe::Svm(settings) => Model::Svm(self.train_svm(settings, &all, observer)?),
+        };
+        let seconds = start.elapsed().as_secs_f32();
+        let (model, test) = test_and_save(model, &data.test, out)?;
+        Ok(Trained {
+            model: Some(model),
+            test: Some(test),
+            seconds,
+        })
+    }
+
+    /// Trains a network or the SVM on `all` (any 28x28 digits with labels 0..9, such as a
+    /// scikit-learn estimator's data) without files: the request's validation images calibrate
+    /// its confidence.
+    pub fn fit(&self, all: &Digits, observer: &mut dyn Observer) -> Result<Model, ModelError> {
+        match self.recipe {
+            Recipe::Network(architecture) => Ok(Model::Neural(self.train_network(
+                architecture,
+                self.seed,
+                all,
+                None,
+                observer,
+            )?)),
+            Recipe::Svm(settings) => Ok(Model::Svm(self.train_svm(settings, all, observer)?)),
+            Recipe::Best | Recipe::Judge => Err(ModelError::Unsupported(format!(
+                "{} is trained on MNIST with `run`, not fitted to arrays",
+                self.recipe.name()
+            ))),
+        }
+    }
+
+    /// One network, resumed from `OUT.ckpt` when asked and present; checkpoints every epoch.
+    fn train_network(
+        &self,
+        architecture: Architecture,
+        seed: u64,
+        all: &Digits,
+        out: Option<&Path>,
+        observer: &mut dyn Observer,
+    ) -> Result<NeuralModel, ModelError> {
+        let ckpt = out.map(|out| PathBuf::from(format!("{}.ckpt", out.display())));
+        let resumable = ckpt.as_ref().filter(|c| self.resume && c.exists());
+        let mut trainer = if let Some(ckpt) = resumable {
+            let t = Trainer::resume(ckpt)?;
+            if t.model.architecture() != architecture {
+                return Err(ModelError::Invalid {
+                    path: ckpt.clone(),
+                    problem: format!(
+                        "holds a {} checkpoint, not {architecture}",
+                        t.model.architecture()
+                    ),
+                });
+            }
+            observer.note(&format!(
+                "resuming {} after epoch {}",
+                ckpt.display(),
+                t.progress.epochs_done
+            ));
+            t
+        } else {
+            let mut config = architecture.default_training();
+            if let Some(e) = self.epochs {
+                config.epochs = e;
+            }
+            if let Some(n) = self.touching_negatives {
+                config.touching_negatives = n;
+            }
+            let mut t = Trainer::new(architecture, config, seed);
+            t.model.meta.held_out = self.held_out(all);
+            t
+        };
+        if let Some(e) = self.epochs {
+            trainer.model.meta.training.epochs = e;
+        }
+        let mut split = self.held_out(all).apply(all)?;
+        let negatives = trainer.model.meta.training.touching_negatives;
+        if negatives > 0 {
+            split.train.extend(&touching_negatives(
+                &split.train,
+                negatives,
+                trainer.model.meta.seed,
+            ));
+            observer.note(&format!(
+                "added {negatives} images of touching digit pairs labelled 'none'"
+            ));
+        }
+        observer.note(&format!(
+            "training {architecture} ({} parameters) on {} images, validating on {}, {} threads",
+            trainer.model.net.parameter_count(),
+            split.train.len(),
+            split.validation.len(),
+            rayon::current_num_threads()
+        ));
+        trainer.run(&split, observer, ckpt.as_deref(), self.max_batches)?;
+        Ok(trainer.finish(&split.validation))
+    }
+
+    /// The `best` preset: trains (or with `resume` reuses) each member, saving it beside `out`
+    /// as it finishes, then combines them.
+    fn train_best(
+        &self,
+        all: &Digits,
+        out: &Path,
+        observer: &mut dyn Observer,
+    ) -> Result<EnsembleModel, ModelError> {
+        let mut members = Vec::new();
+        for k in 1..=BEST_MEMBERS {
+            let path = out.with_extension(format!("member{k}.safetensors"));
+            let member = if self.resume && path.exists() {
+                observer.note(&format!(
+                    "reusing member {k} of {BEST_MEMBERS}: {}",
+                    path.display()
+                ));
+                network_file(&path.to_string_lossy())?
+            } else {
+                observer.note(&format!("member {k} of {BEST_MEMBERS}:"));
+                let m = self.train_network(
+                    Architecture::Cnn,
+                    self.seed + k - 1,
+                    all,
+                    Some(&path),
+                    observer,
+                )?;
+                file::save(&Model::Neural(m.clone()), &path)?;
+                m
+            };
+            members.push(member);
+        }
+        let split = self.held_out(all).apply(all)?;
+        combine(members, &split.validation, observer)
+    }
+
+    fn train_svm(
+        &self,
+        mut settings: SvmSettings,
+        all: &Digits,
+        observer: &mut dyn Observer,
+    ) -> Result<SvmModel, ModelError> {
+        settings.seed = self.seed;
+        let split = self.held_out(all).apply(all)?;
+        observer.note(&format!(
+            "training svm (C {}, gamma {}, {} principal components, deskew {}) on {} images, validating on {}, {} threads",
+            settings.svm.c,
+            settings.svm.gamma,
+            settings.components,
+            if settings.deskew { "on" } else { "off" },
+            split.train.len(),
+            split.validation.len(),
+            rayon::current_num_threads()
+        ));
+        let model = train_svm_on(&split.train, &split.validation, settings, observer)?;
+        observer.note(&format!(
+            "{} support vectors; validation accuracy {}",
+            model.meta.support_vectors,
+            model
+                .meta
+                .validation_accuracy
+                .map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a))
+        ));
+        Ok(model)
+    }
+
+    /// Trains the number reader's judge on lines of training digits, scoring it on lines of
+    /// the held-out ones, and saves it to `out`.
+    fn train_judge(
+        &self,
+        all: &Digits,
+        out: &Path,
+        observer: &mut dyn Observer,
+    ) -> Result<(), ModelError> {
+        let start = std::time::Instant::now();
+        let split = self.held_out(all).apply(all)?;
+        let mut training = JudgeTraining {
+            lines: self.judge_lines,
+            ..JudgeTraining::default()
+        };
+        if let Some(e) = self.epochs {
+            training.epochs = e;
+        }
+        let train = judge::examples(&split.train, training.lines, self.seed);
+        let validation = judge::examples(&split.validation, training.lines / 10, self.seed + 1);
+        observer.note(&format!(
+            "training judge on {} pieces of {} lines ({:.0}% whole digits), validating on {} pieces; {:.0}s to cut them",
+            train.len(),
+            training.lines,
+            100.0 * train.whole_share(),
+            validation.len(),
+            start.elapsed().as_secs_f32()
+        ));
+        let mut judge = judge::train_judge(&train, &validation, training, self.seed, observer)?;
+        judge.meta.held_out = self.held_out(all);
+        file::save_judge(&judge, out)
+    }
+}
+
+/// Trains the SVM, telling `observer` of each pairwise machine as it finishes (they train in
+/// parallel, so the reports pass through a lock).
+pub fn train_svm_on(
+    train: &Digits,
+    validation: &Digits,
+    settings: SvmSettings,
+    observer: &mut dyn Observer,
+) -> Result<SvmModel, ModelError> {
+    let done = Mutex::new((0usize, observer));
+    let model = SvmModel::train(train, validation, settings, &|s| {
+        let mut guard = done.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 += 1;
+        let n = guard.0;
+        guard.1.machine(n, MACHINES, s);
+    })?;
+    Ok(model)
+}
+
+/// Records the model's test accuracy (reported, never used to choose) and saves it atomically.
+pub fn test_and_save(
+    mut model: Model,
+    test: &Digits,
+    out: &Path,
+) -> Result<(Model, Evaluation), ModelError> {
+    let e = evaluate(&mut model, test);
+    model.set_test_accuracy(e.accuracy);
+    file::save(&model, out)?;
+    Ok((model, e))
+}
+
+/// A network model named by file or shipped name (an ensemble is built from networks only).
+pub fn network_file(spec: &str) -> Result<NeuralModel, ModelError> {
+    match shipped::resolve(spec)? {
+        Model::Neural(m) => Ok(m),
+        other => Err(ModelError::Ensemble(format!(
+            "{spec} is not a network but an {} model; only networks (cnn, cnn-small, mlp, ...) can be ensembled",
+            other.kind()
+        ))),
+    }
+}
+
+/// Combines networks and calibrates them on their validation split, saying how the ensemble
+/// reads and scores there.
+pub fn combine(
+    members: Vec<NeuralModel>,
+    validation: &Digits,
+    observer: &mut dyn Observer,
+) -> Result<EnsembleModel, ModelError> {
+    let model = EnsembleModel::combine(members, validation)?;
+    observer.note(&format!(
+        "{} members{}; validation accuracy {:.2}%, loss {:.4}",
+        model.members.len(),
+        if model.meta.shifted_views {
+            ", each also reading the image moved one pixel four ways"
+        } else {
+            ""
+        },
+        100.0 * model.meta.validation_accuracy.unwrap_or(0.0),
+        model.meta.validation_loss.unwrap_or(0.0)
+    ));
+    Ok(model)
+}
+
+/// `digits ensemble`: combines trained networks (files or shipped names) that held out the same
+/// validation images, measures the ensemble on the test set and saves it.
+pub fn ensemble_files(
+    specs: &[String],
+    data: &Mnist,
+    out: &Path,
+    observer: &mut dyn Observer,
+) -> Result<(Model, Evaluation), ModelError> {
+    let members = specs
+        .iter()
+        .map(|spec| network_file(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = members.first() else {
+        return Err(ModelError::Ensemble("no networks given".into()));
+    };
+    let split = first.meta.held_out.apply(&data.train)?;
+    let model = combine(members, &split.validation, observer)?;
+    test_and_save(Model::Ensemble(model), &data.test, out)
+}
+
+/// Which MNIST digits an evaluation reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitSource {
+    /// For reported figures.
+    Test,
+    /// The 5,000 training images `train` holds out by default, as the shipped models did: for
+    /// choices, without touching the test set.
+    Validation,
+}
+
+impl DigitSource {
+    pub fn parse(name: &str) -> Option<DigitSource> {
+        match name {
+            "test" => Some(DigitSource::Test),
+            "validation" => Some(DigitSource::Validation),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DigitSource::Test => "test",
+            DigitSource::Validation => "validation",
+        }
+    }
+
+    pub fn digits(self, mnist: Mnist) -> Result<Digits, ModelError> {
+        Ok(match self {
+            DigitSource::Test => mnist.test,
+            DigitSource::Validation => HeldOut::default().apply(&mnist.train)?.validation,
+        })
+    }
+}

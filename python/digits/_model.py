@@ -1,0 +1,112 @@
+"""Trained classifiers: the shipped ones by name, or model files."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from . import _arrays, _digits
+
+SHIPPED = tuple(_digits.shipped_models())
+
+
+class Model:
+    """A digit classifier: ``predict`` and ``predict_proba`` on MNIST-style arrays.
+
+    Arrays are ``(n, 28, 28)`` or ``(n, 784)``, uint8 in 0..255 or float in 0..1, white ink on
+    black as in MNIST (use :func:`digits.read` for photos and drawings). Contiguous uint8 or
+    float32 arrays are read in place. The GIL is released while the model works.
+
+    >>> import numpy as np
+    >>> model = load_model("cnn")
+    >>> model.predict_proba(np.zeros((2, 784), np.float32)).shape
+    (2, 10)
+    """
+
+    def __init__(self, native: _digits.NativeModel) -> None:
+        self._native = native
+
+    @property
+    def kind(self) -> str:
+        """``cnn``, ``cnn-ref``, ``cnn-small``, ``mlp``, ``svm`` or ``ensemble``."""
+        return self._native.kind
+
+    @property
+    def spec(self) -> str:
+        """The name or path it was loaded from."""
+        return self._native.spec
+
+    @property
+    def parameter_count(self) -> int:
+        return self._native.parameter_count
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature fitted on the validation split (calibrated confidence)."""
+        return self._native.temperature
+
+    @property
+    def test_accuracy(self) -> Optional[float]:
+        """MNIST test accuracy recorded in the file when it was trained."""
+        return self._native.test_accuracy
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Calibrated probabilities of the ten digits, ``(n, 10)`` float32."""
+        a = _arrays.images_for_model(X)
+        if a.shape[0] == 0:
+            return np.zeros((0, 10), np.float32)
+        if a.dtype == np.uint8:
+            p = self._native.proba_u8(a)
+        else:
+            p = self._native.proba_f32(a)
+        return p.reshape(-1, 10)
+
+    def predict(self, X) -> np.ndarray:
+        """The likeliest digit of each image, ``(n,)`` int64."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def evaluate(
+        self, split: str = "test", data_dir: Optional[Union[str, os.PathLike]] = None
+    ) -> Dict[str, Any]:
+        """Accuracy, loss, confusion matrix, per-class scores, calibration error and speed on
+        MNIST ``test`` or ``validation`` (as ``digits eval --json``)."""
+        path = None if data_dir is None else os.fspath(data_dir)
+        return json.loads(self._native.evaluate(split, path))
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the model file atomically; every front end loads it."""
+        self._native.save(os.fspath(path))
+
+    def __repr__(self) -> str:
+        return f"Model(kind={self.kind!r}, spec={self.spec!r})"
+
+    def __reduce__(self):
+        # Pickled as the model file's bytes (joblib, multiprocessing, Ray send models so).
+        return (_from_bytes, (self.spec, self._native.to_bytes()))
+
+
+def _from_bytes(spec: str, data: bytes) -> Model:
+    return Model(_digits.NativeModel.from_bytes(spec, data))
+
+
+@functools.cache
+def _shipped(name: str) -> Model:
+    return Model(_digits.NativeModel(name))
+
+
+def load_model(spec: Union[str, os.PathLike, Model] = "cnn") -> Model:
+    """A shipped model (``"cnn"``, ``"ensemble"``, ``"mlp"``, ``"svm"``) or a model file.
+
+    The file is verified on load: a truncated, corrupt or foreign file raises ``ValueError``
+    naming it; one that cannot be read raises ``OSError``.
+    """
+    if isinstance(spec, Model):
+        return spec
+    text = os.fspath(spec)
+    if text in SHIPPED and not os.path.exists(text):
+        return _shipped(text)
+    return Model(_digits.NativeModel(text))
