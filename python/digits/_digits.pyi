@@ -12,11 +12,11 @@ class Reading:
     confidence: float
     uncertain: bool
     bbox: Tuple[int, int, int, int]
+    top: List[Tuple[int, float]]
     @property
     def probabilities(self) -> npt.NDArray[np.float32]: ...
     @property
     def normalized(self) -> npt.NDArray[np.float32]: ...
-    def top(self, k: int = 3) -> List[Tuple[int, float]]: ...
 
 class NumberReading:
     number: str

@@ -52,14 +52,16 @@ def _native_source(source: Source):
     )
 
 
-def _read_chunk(model: Model, chunk: List[Source], number: bool, threads: int, start: int):
+def _read_chunk(
+    model: Model, chunk: List[Source], number: bool, threads: int, start: int, top: int = 1
+):
     converted, answers = [], [None] * len(chunk)
     for i, source in enumerate(chunk):
         try:
             converted.append((i, _native_source(source)))
         except ValueError as e:
             answers[i] = ReadError(str(e), start + i)
-    read = model._native.read_many([s for _, s in converted], number, threads)
+    read = model._native.read_many([s for _, s in converted], number, threads, top)
     for (i, _), answer in zip(converted, read):
         answers[i] = ReadError(answer, start + i) if isinstance(answer, str) else answer
     return answers
@@ -70,12 +72,14 @@ def read_many(
     model: Union[str, os.PathLike, Model] = "cnn",
     threads: Optional[int] = None,
     number: bool = False,
+    top: int = 1,
 ) -> List[Union[Reading, NumberReading, ReadError]]:
     """Read many sources in parallel on ``threads`` cores (default: all), in input order.
 
     ``sources`` is any iterable (a list, a generator over a folder); each answer is a
     :class:`Reading` (a :class:`NumberReading` with ``number=True``) or a :class:`ReadError`
-    naming what was wrong with that source.
+    naming what was wrong with that source. Each reading's ``top`` lists its ``top`` likeliest
+    digits.
 
     >>> answers = read_many(["examples/seven.png", b"not an image"])
     >>> answers[0].digit, type(answers[1]).__name__
@@ -90,36 +94,40 @@ def read_many(
         chunk = list(itertools.islice(it, _CHUNK))
         if not chunk:
             return out
-        out.extend(_read_chunk(m, chunk, number, threads or 0, len(out)))
+        out.extend(_read_chunk(m, chunk, number, threads or 0, len(out), top))
 
 
-def _read_one(source: Source, model, number: bool):
-    answer = _read_chunk(load_model(model), [source], number, 1, 0)[0]
+def _read_one(source: Source, model, number: bool, top: int):
+    answer = _read_chunk(load_model(model), [source], number, 1, 0, top)[0]
     if isinstance(answer, ReadError):
         raise answer
     return answer
 
 
-def read(source: Source, model: Union[str, os.PathLike, Model] = "cnn") -> Reading:
+def read(source: Source, model: Union[str, os.PathLike, Model] = "cnn", top: int = 1) -> Reading:
     """Read the single digit in an image: a path, encoded bytes (PNG, JPEG, BMP, GIF, WebP,
     TIFF), a PIL image, or a numpy array (H x W grey, H x W x 3 / 4 colour; uint8, or float in
-    0..1). The image goes through the same normalisation as ``digits predict``.
+    0..1). The image goes through the same normalisation as ``digits predict``; the reading's
+    ``top`` lists the ``top`` likeliest digits with their probabilities.
 
     Raises :class:`ReadError` (a ``ValueError``) when it holds no readable digit.
 
     >>> r = read("examples/seven.png")
     >>> r.digit, r.uncertain, r.probabilities.shape, r.normalized.shape
     (7, False, (10,), (28, 28))
-    >>> r.top(2)[0][0]
+    >>> [d for d, p in read("examples/seven.png", top=2).top][0]
     7
     """
-    return _read_one(source, model, False)
+    return _read_one(source, model, False, top)
 
 
-def read_number(source: Source, model: Union[str, os.PathLike, Model] = "cnn") -> NumberReading:
-    """Read a number written on one line, digit by digit (as ``digits predict --number``).
+def read_number(
+    source: Source, model: Union[str, os.PathLike, Model] = "cnn", top: int = 1
+) -> NumberReading:
+    """Read a number written on one line, digit by digit (as ``digits predict --number``); each
+    digit's reading lists its ``top`` likeliest digits.
 
     >>> read_number("examples/number-899092.png").number
     '899092'
     """
-    return _read_one(source, model, True)
+    return _read_one(source, model, True, top)

@@ -23,7 +23,9 @@ def test_reads_the_readme_example(examples):
     assert r.confidence == pytest.approx(float(r.probabilities[7]))
     assert r.normalized.shape == (28, 28)
     assert len(r.bbox) == 4 and r.bbox[2] > 0
-    assert r.top(2)[0][0] == 7
+    assert [d for d, _ in r.top] == [7]
+    top3 = digits.read(str(examples / "seven.png"), top=3).top
+    assert len(top3) == 3 and top3[0][0] == 7 and top3[0][1] >= top3[1][1] >= top3[2][1]
 
 
 def test_every_kind_of_source_gives_the_same_reading(examples):

@@ -175,14 +175,15 @@ impl NativeModel {
     }
 
     /// Reads each source (see [`Source`]) on `threads` workers (0: every core); each answer is
-    /// a reading, or the error message for that source.
-    #[pyo3(signature = (sources, number=false, threads=0))]
+    /// a reading (listing its `top` likeliest digits), or the error message for that source.
+    #[pyo3(signature = (sources, number=false, threads=0, top=1))]
     fn read_many(
         &self,
         py: Python<'_>,
         sources: Vec<Source>,
         number: bool,
         threads: usize,
+        top: usize,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let answers = py.detach(|| {
             let read = || {
@@ -209,8 +210,10 @@ impl NativeModel {
         answers
             .into_iter()
             .map(|a| match a {
-                Ok(Answer::Digit(r)) => Ok(Py::new(py, PyReading::from(r))?.into_any()),
-                Ok(Answer::Number(n)) => Ok(Py::new(py, PyNumberReading::from(n))?.into_any()),
+                Ok(Answer::Digit(r)) => Ok(Py::new(py, PyReading::new(r, top))?.into_any()),
+                Ok(Answer::Number(n)) => {
+                    Ok(Py::new(py, PyNumberReading::new(py, n, top)?)?.into_any())
+                }
                 Err(message) => Ok(message.into_pyobject(py)?.into_any().unbind()),
             })
             .collect()
@@ -360,18 +363,26 @@ struct PyReading {
     /// Where the ink was in the source: x, y, width, height.
     #[pyo3(get)]
     bbox: (u32, u32, u32, u32),
+    /// The likeliest digits with their probabilities, likeliest first (as many as asked for
+    /// with `top`, as `digits predict --top K` lists them).
+    #[pyo3(get)]
+    top: Vec<(u8, f32)>,
     probabilities: Vec<f32>,
     normalized: Vec<f32>,
 }
 
-impl From<Reading> for PyReading {
-    fn from(r: Reading) -> Self {
+impl PyReading {
+    fn new(r: Reading, top: usize) -> Self {
         let [x, y, w, h] = r.normalized.bbox;
+        let mut ranked: Vec<(u8, f32)> = (0u8..).zip(r.prediction.probabilities).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(top.clamp(1, 10));
         PyReading {
             digit: r.prediction.digit,
             confidence: r.prediction.confidence,
             uncertain: r.uncertain,
             bbox: (x, y, w, h),
+            top: ranked,
             probabilities: r.prediction.probabilities.to_vec(),
             normalized: r.normalized.pixels,
         }
@@ -392,15 +403,6 @@ impl PyReading {
         Ok(PyArray1::from_slice(py, &self.normalized)
             .reshape([28, 28])?
             .into_any())
-    }
-
-    /// The `k` likeliest digits with their probabilities, likeliest first.
-    #[pyo3(signature = (k=3))]
-    fn top(&self, k: usize) -> Vec<(u8, f32)> {
-        let mut ranked: Vec<(u8, f32)> = (0u8..).zip(self.probabilities.iter().copied()).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(k.clamp(1, 10));
-        ranked
     }
 
     fn __repr__(&self) -> String {
@@ -427,17 +429,17 @@ struct PyNumberReading {
     digits: Vec<Py<PyReading>>,
 }
 
-impl From<NumberReading> for PyNumberReading {
-    fn from(n: NumberReading) -> Self {
-        Python::attach(|py| PyNumberReading {
+impl PyNumberReading {
+    fn new(py: Python<'_>, n: NumberReading, top: usize) -> PyResult<Self> {
+        Ok(PyNumberReading {
             number: n.text,
             confidence: n.confidence,
             uncertain: n.uncertain,
             digits: n
                 .digits
                 .into_iter()
-                .map(|d| Py::new(py, PyReading::from(d)).expect("a reading is a plain object"))
-                .collect(),
+                .map(|d| Py::new(py, PyReading::new(d, top)))
+                .collect::<PyResult<_>>()?,
         })
     }
 }
