@@ -98,9 +98,11 @@ def read_many(
 
 
 def _read_one(source: Source, model, number: bool, top: int):
-    answer = _read_chunk(load_model(model), [source], number, 1, 0, top)[0]
-    if isinstance(answer, ReadError):
-        raise answer
+    m = model if type(model) is Model else load_model(model)
+    native = source if type(source) in (str, bytes) else _native_source(source)
+    answer = m._native.read_one(native, number, top)
+    if type(answer) is str:
+        raise ReadError(answer, 0)
     return answer
 
 

@@ -489,6 +489,10 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
                     stages.total_us,
                     1e6 / stages.total_us
                 );
+                println!(
+                    "  one call   {:>9.1} us (read_digit, the stages together)",
+                    stages.read_us
+                );
                 println!("bulk: {bulk_ips:.0} images/s ({n} normalised test images in one call)");
             }
             Ok(())

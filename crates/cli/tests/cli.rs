@@ -211,7 +211,13 @@ fn bench_predict_times_every_stage() {
         "bench", "predict", "--model", "mlp", "--runs", "5", "--bulk", "20", "--json",
     ]));
     let stages = &v["stages"];
-    for stage in ["decode_us", "ink_us", "normalize_us", "classify_us"] {
+    for stage in [
+        "decode_us",
+        "ink_us",
+        "normalize_us",
+        "classify_us",
+        "read_us",
+    ] {
         assert!(stages[stage].as_f64().unwrap() > 0.0, "{v}");
     }
     let total = stages["total_us"].as_f64().unwrap();

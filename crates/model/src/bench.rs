@@ -31,7 +31,11 @@ pub struct StageTimes {
     pub ink_us: f64,
     pub normalize_us: f64,
     pub classify_us: f64,
+    /// The sum of the stages' medians.
     pub total_us: f64,
+    /// Median of the whole `read_digit` call on the bytes, stages together as every front end
+    /// runs them: the baseline front ends' own overhead is measured against.
+    pub read_us: f64,
 }
 
 /// Times the stages `read_digit` goes through on `bytes`, each on its own.
@@ -57,12 +61,16 @@ pub fn stage_times(
     let classify_us = us(median_seconds(runs, || {
         std::hint::black_box(model.predict(&normalized.pixels));
     }));
+    let read_us = us(median_seconds(runs, || {
+        std::hint::black_box(crate::recognize::read_digit(model, bytes, &limits).ok());
+    }));
     Ok(StageTimes {
         decode_us,
         ink_us,
         normalize_us,
         classify_us,
         total_us: decode_us + ink_us + normalize_us + classify_us,
+        read_us,
     })
 }
 

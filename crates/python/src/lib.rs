@@ -11,10 +11,13 @@ use digits_model::svm::PairStats;
 use digits_model::train::{EpochStats, Observer};
 use digits_model::{file, shipped, Classify, Model, ModelError, SvmSettings};
 use digits_vision::{Limits, RgbaImage, VisionError};
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -146,6 +149,24 @@ impl NativeModel {
         })
     }
 
+    /// Seconds of each of `runs` readings of `source` in Rust (a path is read from disk each
+    /// time, as `read` does), back to back with the GIL released: the baseline
+    /// bench/python/speed.py measures Python's overhead against, in the same process and
+    /// interleaved with `digits.read` (the machine's noise between two processes is larger than
+    /// the overhead).
+    fn time_read(&self, py: Python<'_>, source: Source, runs: usize) -> Vec<f64> {
+        py.detach(|| {
+            let mut model = self.model();
+            (0..runs)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    std::hint::black_box(source.read(&mut model, false).ok());
+                    start.elapsed().as_secs_f64()
+                })
+                .collect()
+        })
+    }
+
     /// The model file's contents (for pickling).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let model = self.copy();
@@ -172,6 +193,20 @@ impl NativeModel {
         let model = self.copy();
         py.detach(move || file::save(&model, &path))
             .map_err(model_error)
+    }
+
+    /// Reads one source: a reading, or the error message (`digits.read`'s short path: no list,
+    /// no thread pool).
+    #[pyo3(signature = (source, number=false, top=1))]
+    fn read_one(
+        &self,
+        py: Python<'_>,
+        source: Source,
+        number: bool,
+        top: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let answer = py.detach(|| source.read(&mut self.model(), number));
+        answer_object(py, answer, top)
     }
 
     /// Reads each source (see [`Source`]) on `threads` workers (0: every core); each answer is
@@ -209,15 +244,22 @@ impl NativeModel {
             answers.map_err(|e| PyOSError::new_err(format!("cannot start threads: {e}")))?;
         answers
             .into_iter()
-            .map(|a| match a {
-                Ok(Answer::Digit(r)) => Ok(Py::new(py, PyReading::new(r, top))?.into_any()),
-                Ok(Answer::Number(n)) => {
-                    Ok(Py::new(py, PyNumberReading::new(py, n, top)?)?.into_any())
-                }
-                Err(message) => Ok(message.into_pyobject(py)?.into_any().unbind()),
-            })
+            .map(|a| answer_object(py, a, top))
             .collect()
     }
+}
+
+/// A reading as its Python object, or the error message as a string.
+fn answer_object(
+    py: Python<'_>,
+    answer: Result<Answer, String>,
+    top: usize,
+) -> PyResult<Py<PyAny>> {
+    Ok(match answer {
+        Ok(Answer::Digit(r)) => Py::new(py, PyReading::new(r, top))?.into_any(),
+        Ok(Answer::Number(n)) => Py::new(py, PyNumberReading::new(py, n, top)?)?.into_any(),
+        Err(message) => message.into_pyobject(py)?.into_any().unbind(),
+    })
 }
 
 fn probabilities(model: &mut Model, pixels: &[f32]) -> Vec<f32> {
@@ -254,35 +296,46 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Source {
     type Error = PyErr;
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        // The common kinds first, by type, so that no failed conversion raises and discards a
+        // Python exception on the way (that alone costs microseconds per image).
+        if let Ok(text) = ob.cast::<PyString>() {
+            return Ok(Source::Path(PathBuf::from(&*text.to_cow()?)));
+        }
         if let Ok(b) = ob.cast::<PyBytes>() {
             return Ok(Source::Bytes(b.as_bytes().to_vec()));
         }
-        if let Ok(a) = ob.extract::<PyReadonlyArray2<'py, u8>>() {
-            let (h, w) = (a.shape()[0], a.shape()[1]);
-            let grey = a.as_array();
-            let rgba = grey.iter().flat_map(|&v| [v, v, v, 255]).collect();
-            return Ok(Source::Pixels(image_from(w, h, rgba)));
-        }
-        if let Ok(a) = ob.extract::<PyReadonlyArray3<'py, u8>>() {
-            let (h, w, c) = (a.shape()[0], a.shape()[1], a.shape()[2]);
-            let v = a.as_array();
-            let rgba: Vec<u8> = match c {
-                3 => v
-                    .outer_iter()
-                    .flat_map(|row| {
-                        row.outer_iter()
-                            .flat_map(|p| [p[0], p[1], p[2], 255])
-                            .collect::<Vec<_>>()
-                    })
-                    .collect(),
-                4 => v.iter().copied().collect(),
-                _ => {
-                    return Ok(Source::Pixels(Err(format!(
-                        "an image array has 1, 3 or 4 channels, not {c}"
-                    ))))
+        if let Ok(array) = ob.cast::<PyUntypedArray>() {
+            return Ok(Source::Pixels(match array.ndim() {
+                2 => {
+                    let a = ob.extract::<PyReadonlyArray2<'py, u8>>()?;
+                    let (h, w) = (a.shape()[0], a.shape()[1]);
+                    let rgba = a.as_array().iter().flat_map(|&v| [v, v, v, 255]).collect();
+                    image_from(w, h, rgba)
                 }
-            };
-            return Ok(Source::Pixels(image_from(w, h, rgba)));
+                3 => {
+                    let a = ob.extract::<PyReadonlyArray3<'py, u8>>()?;
+                    let (h, w, c) = (a.shape()[0], a.shape()[1], a.shape()[2]);
+                    let v = a.as_array();
+                    match c {
+                        3 => image_from(
+                            w,
+                            h,
+                            v.outer_iter()
+                                .flat_map(|row| {
+                                    row.outer_iter()
+                                        .flat_map(|p| [p[0], p[1], p[2], 255])
+                                        .collect::<Vec<_>>()
+                                })
+                                .collect(),
+                        ),
+                        4 => image_from(w, h, v.iter().copied().collect()),
+                        _ => Err(format!("an image array has 1, 3 or 4 channels, not {c}")),
+                    }
+                }
+                n => Err(format!(
+                    "an image array is H x W or H x W x channels, not {n}-dimensional"
+                )),
+            }));
         }
         if let Ok(p) = ob.extract::<PathBuf>() {
             return Ok(Source::Path(p));
