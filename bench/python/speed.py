@@ -162,7 +162,7 @@ def write_canvases(folder, n):
     return paths
 
 
-def bench_many(a, rounds, n=600):
+def bench_many(a, rounds, n=1500):
     import digits
 
     rows = []
