@@ -5,6 +5,12 @@
 # the installed wheel (a local two-CPU Ray cluster included; tests that need MNIST run when
 # DIGITS_DATA_DIR points at it).
 set -euo pipefail
+# A relative data folder is the caller's; pytest runs from elsewhere.
+if [ -n "${DIGITS_DATA_DIR:-}" ]; then
+  [ -d "$DIGITS_DATA_DIR" ] || { echo "DIGITS_DATA_DIR=$DIGITS_DATA_DIR is not a folder" >&2; exit 1; }
+  DIGITS_DATA_DIR=$(cd "$DIGITS_DATA_DIR" && pwd)
+  export DIGITS_DATA_DIR
+fi
 cd "$(dirname "$0")/.."
 venv=target/python-test-venv
 wheels=target/wheels
