@@ -133,7 +133,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ensemble(args) => model_cmd::ensemble(args, data_dir()?),
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
         Command::Predict(args) => predict_cmd::predict(args, threads),
-        Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?),
+        Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?, threads),
         Command::Compare(args) => compare_cmd::compare(args, data_dir()?, threads),
         Command::Gui(args) => gui_cmd::gui(args),
         Command::Serve(args) => serve_cmd::serve(args, threads),

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use digits_data::DataDir;
 use digits_model::eval::expected_calibration_error;
+use digits_model::folder::{accuracy_by_kind, labelled_folder, score_folder};
 use digits_model::recognize::{read_digit, read_many, read_number, NumberReading, Reading};
 use digits_model::{shipped, Model};
 use digits_rng::Rng;
@@ -252,9 +253,14 @@ pub struct RealworldArgs {
     /// the test set.
     #[arg(long, default_value = "test", value_parser = crate::model_cmd::parse_source)]
     source: DigitSource,
-    /// Write every misread image into this folder (named with the right and the read answer).
+    /// Write every misread image into this folder (named with the right and the read answer;
+    /// with --dir, the original beside the 28x28 the model saw).
     #[arg(long)]
     save_failures: Option<PathBuf>,
+    /// Score a folder of real images instead: its labels.csv (file,label[,kind]; kinds also from
+    /// SOURCES.csv) says what each holds. Lists every misread file with what was read.
+    #[arg(long, conflicts_with_all = ["per_style", "numbers", "number_style", "source"])]
+    dir: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -291,7 +297,112 @@ fn parallel<T: Send>(
 
 /// Realistic images redrawn from MNIST digits (the test split, or the validation split for
 /// tuning), read back through the full pipeline.
-pub fn realworld(args: RealworldArgs, dir: DataDir) -> Result<()> {
+/// `digits realworld --dir`: the reader on a labelled folder of real images.
+fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Result<()> {
+    let mut model = shipped::resolve(&args.model)?;
+    let images = labelled_folder(folder)?;
+    let scored = score_folder(&mut model, &images, threads);
+    let kinds = accuracy_by_kind(&scored);
+    let sure: Vec<(f32, bool)> = scored
+        .iter()
+        .map(|s| {
+            let confidence = s.read.as_ref().map_or(0.0, |r| r.prediction.confidence);
+            (confidence, s.correct())
+        })
+        .collect();
+    let calibration = expected_calibration_error(&sure);
+    let confident_errors = sure.iter().filter(|(c, ok)| !ok && *c >= 0.95).count();
+    if let Some(out) = &args.save_failures {
+        std::fs::create_dir_all(out)?;
+        for s in scored.iter().filter(|s| !s.correct()) {
+            let Ok(r) = &s.read else { continue };
+            let stem = s
+                .image
+                .file
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy();
+            let name = format!("{stem}-is{}-read{}.png", s.image.label, r.prediction.digit);
+            let picture = read_file(&s.image.file, &Limits::default())
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    digits_vision::decode(&b, &Limits::default()).map_err(|e| e.to_string())
+                })
+                .map(|original| digits_vision::beside(&original, &r.normalized.pixels));
+            match picture.map(|p| p.save(out.join(&name))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("cannot save {name}: {e}"),
+                Err(e) => tracing::warn!("cannot draw {name}: {e}"),
+            }
+        }
+    }
+    let misread: Vec<serde_json::Value> = scored
+        .iter()
+        .filter(|s| !s.correct())
+        .map(|s| {
+            let mut v = json!({"file": s.image.file.display().to_string(), "label": s.image.label, "kind": s.image.kind});
+            match &s.read {
+                Ok(r) => {
+                    v["read"] = json!(r.prediction.digit);
+                    v["confidence"] = json!(r.prediction.confidence);
+                }
+                Err(e) => v["error"] = json!(e),
+            }
+            v
+        })
+        .collect();
+    if args.json {
+        let kinds: serde_json::Map<String, serde_json::Value> = kinds
+            .iter()
+            .map(|(k, c, t)| {
+                (
+                    k.clone(),
+                    json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64}),
+                )
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"model": args.model, "folder": folder.display().to_string(), "kinds": kinds,
+                "calibration_error": calibration, "confident_errors": confident_errors,
+                "misread": misread})
+        );
+        return Ok(());
+    }
+    println!("{:<28} {:>9}", "kind", "accuracy");
+    for (k, c, t) in &kinds {
+        println!(
+            "{k:<28} {:>8.2}%  ({c}/{t})",
+            100.0 * *c as f64 / (*t).max(1) as f64
+        );
+    }
+    println!(
+        "calibration error {:.2}%; wrong at confidence 95% or more: {confident_errors}",
+        100.0 * calibration
+    );
+    for s in scored.iter().filter(|s| !s.correct()) {
+        let file = s.image.file.display();
+        match &s.read {
+            Ok(r) => println!(
+                "misread {file} ({}): is {}, read {} ({:.1}%)",
+                s.image.kind,
+                s.image.label,
+                r.prediction.digit,
+                100.0 * r.prediction.confidence
+            ),
+            Err(e) => println!(
+                "misread {file} ({}): is {}, {e}",
+                s.image.kind, s.image.label
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()> {
+    if let Some(folder) = &args.dir {
+        return realworld_folder(&args, folder, threads);
+    }
     let model = shipped::resolve(&args.model)?;
     let mnist = dir.load()?;
     let digits = args.source.digits(mnist)?;

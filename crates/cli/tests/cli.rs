@@ -384,6 +384,83 @@ fn huge_header_is_refused_before_decoding() {
 }
 
 #[test]
+fn a_labelled_folder_is_scored_and_its_misreadings_listed_and_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for (name, from) in [
+        ("seven.png", "seven.png"),
+        ("five.png", "five-photo.png"),
+        ("wrong.png", "seven.png"),
+    ] {
+        std::fs::copy(examples.join(from), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("broken.png"), b"not an image").unwrap();
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        "file,label,kind\nseven.png,7,canvas\nfive.png,5,photo\nwrong.png,1,canvas\nbroken.png,3,photo\n",
+    )
+    .unwrap();
+    let failures = dir.path().join("failures");
+    let folder = dir.path().to_str().unwrap();
+    let o = digits(&[
+        "realworld",
+        "--dir",
+        folder,
+        "--save-failures",
+        failures.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("canvas") && t.contains("50.00%  (1/2)"), "{t}");
+    assert!(t.contains("all") && t.contains("(2/4)"), "{t}");
+    assert!(
+        t.contains("wrong.png (canvas): is 1, read 7 (100.0%)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("broken.png (photo): is 3, not a supported image"),
+        "{t}"
+    );
+    assert!(t.contains("wrong at confidence 95% or more: 1"), "{t}");
+    let picture = image::open(failures.join("wrong-is1-read7.png")).unwrap();
+    assert_eq!(
+        picture.height(),
+        224,
+        "the original beside what the model saw"
+    );
+    let v = json(&digits(&["realworld", "--dir", folder, "--json"]));
+    assert_eq!(v["kinds"]["all"]["correct"], 2, "{v}");
+    assert_eq!(v["misread"].as_array().unwrap().len(), 2, "{v}");
+    let o = digits(&["realworld", "--dir", "/no/such/folder"]);
+    assert!(
+        !o.status.success() && text(&o).contains("labels.csv"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The real images other people drew and photographed (`../shared/data/realworld-dev`), when
+/// the workspace has them: never trained on, they measure.
+#[test]
+fn real_images_from_other_projects_are_read_no_worse_than_today() {
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/realworld-dev");
+    if !dev.join("labels.csv").exists() {
+        eprintln!("no ../shared/data/realworld-dev: skipping");
+        return;
+    }
+    let v = json(&digits(&[
+        "realworld",
+        "--dir",
+        dev.to_str().unwrap(),
+        "--json",
+    ]));
+    // Today's floor, 226 of 239 (94.6%); the reader's goal there is 99% with no error at 95%
+    // confidence or more (the issue on real photos and drawings), and this bar rises with it.
+    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 226, "{v}");
+    assert!(v["confident_errors"].as_u64().unwrap() <= 4, "{v}");
+}
+
+#[test]
 fn realistic_drawings_and_numbers_are_read() {
     let Some(_) = data_dir() else { return };
     let realworld = |args: &[&str]| json(&digits(&[&["realworld", "--json"], args].concat()));

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod ensemble;
 pub mod eval;
 pub mod file;
+pub mod folder;
 pub mod judge;
 pub mod model;
 pub mod recipe;

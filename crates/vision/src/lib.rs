@@ -66,3 +66,38 @@ pub fn normalize_image(image: &RgbaImage) -> Result<Normalized, VisionError> {
     let ink = InkMap::from_rgba(image)?;
     ink.normalize(&ink.full_region())
 }
+
+/// Height of the pictures [`beside`] draws.
+const BESIDE_HEIGHT: u32 = 224;
+
+/// The original image (scaled to 224 px high, at most twice as wide) beside the 28x28 the model
+/// saw (enlarged 8x, ink dark on white like the original): what `--save-failures` writes, so
+/// a misreading can be traced to the image or to its normalisation.
+pub fn beside(original: &RgbaImage, seen: &[f32]) -> RgbaImage {
+    use image::imageops::{overlay, resize, FilterType};
+    let (w, h) = original.dimensions();
+    let width = ((w as u64 * BESIDE_HEIGHT as u64) / h.max(1) as u64)
+        .clamp(1, 2 * BESIDE_HEIGHT as u64) as u32;
+    let scaled = resize(original, width, BESIDE_HEIGHT, FilterType::Triangle);
+    let cell = BESIDE_HEIGHT / SIDE as u32;
+    let gap = 16;
+    let mut out = RgbaImage::from_pixel(
+        width + gap + BESIDE_HEIGHT,
+        BESIDE_HEIGHT,
+        image::Rgba([255, 255, 255, 255]),
+    );
+    overlay(&mut out, &scaled, 0, 0);
+    for (i, &v) in seen.iter().enumerate().take(SIDE * SIDE) {
+        let grey = 255 - (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        let (x0, y0) = (
+            width + gap + (i % SIDE) as u32 * cell,
+            (i / SIDE) as u32 * cell,
+        );
+        for y in y0..y0 + cell {
+            for x in x0..x0 + cell {
+                out.put_pixel(x, y, image::Rgba([grey, grey, grey, 255]));
+            }
+        }
+    }
+    out
+}
