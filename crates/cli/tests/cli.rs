@@ -454,10 +454,11 @@ fn real_images_from_other_projects_are_read_no_worse_than_today() {
         dev.to_str().unwrap(),
         "--json",
     ]));
-    // Today's floor, 226 of 239 (94.6%); the reader's goal there is 99% with no error at 95%
-    // confidence or more (the issue on real photos and drawings), and this bar rises with it.
-    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 226, "{v}");
-    assert!(v["confident_errors"].as_u64().unwrap() <= 4, "{v}");
+    // Today's floor, 233 of 239 (97.5%; 226 before small canvases kept their light strokes);
+    // the reader's goal there is 99% with no error at 95% confidence or more (the issue on
+    // real photos and drawings), and this bar rises with it.
+    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 233, "{v}");
+    assert!(v["confident_errors"].as_u64().unwrap() <= 3, "{v}");
 }
 
 #[test]

@@ -9,6 +9,14 @@ use std::ops::Range;
 const MIN_CONTRAST: f32 = 0.12;
 /// Fraction of the ink's contrast under which a pixel is paper texture, noise or JPEG ringing.
 const NOISE_FLOOR: f32 = 0.25;
+/// The same on a small canvas of perfectly even paper (a digit drawn at 28-64 px in a paint
+/// program), which has no texture or noise to remove: there the light edges of thin
+/// anti-aliased strokes are ink, and cutting them at a quarter of the darkest stroke breaks
+/// light hairlines into dashes. (Photos can be even too, where overexposed paper clips to
+/// white, but their shading is not ink: they keep the full floor.)
+const CANVAS_NOISE_FLOOR: f32 = 0.05;
+/// Longest side of what counts as a small canvas.
+const SMALL_CANVAS: usize = 64;
 /// Long side of the thumbnail the background is fitted on.
 const THUMB: usize = 64;
 /// Working scale of the stroke-width correction, in multiples of the final size.
@@ -429,9 +437,15 @@ impl InkMap {
             grey.iter_mut().for_each(|g| *g = 1.0 - *g);
             border.iter_mut().for_each(|g| *g = 1.0 - *g);
         }
-        let coef = match flat_paper(&grey, &border) {
+        let flat = flat_paper(&grey, &border);
+        let coef = match flat {
             Some(level) => [level as f64, 0.0, 0.0, 0.0, 0.0, 0.0],
             None => fit_paper(&grey, width, height)?,
+        };
+        let noise_floor = if flat.is_some() && width.max(height) <= SMALL_CANVAS {
+            CANVAS_NOISE_FLOOR
+        } else {
+            NOISE_FLOOR
         };
         // The surface row by row: a_row + x * (b_row + c3 * x), in f32 (this is the hot loop).
         let c = coef.map(|v| v as f32);
@@ -452,8 +466,8 @@ impl InkMap {
             return Err(VisionError::NoInk);
         }
         let (scale, floor) = (
-            1.0 / (contrast * (1.0 - NOISE_FLOOR)),
-            NOISE_FLOOR / (1.0 - NOISE_FLOOR),
+            1.0 / (contrast * (1.0 - noise_floor)),
+            noise_floor / (1.0 - noise_floor),
         );
         for v in &mut ink {
             *v = (*v * scale - floor).clamp(0.0, 1.0);
@@ -531,12 +545,11 @@ impl InkMap {
             ((bh as f32 * s).round() as usize).clamp(1, BOX),
         );
         // Stroke width is judged and corrected at four times the final size: fine enough for
-        // one-pixel steps, small enough to be cheap whatever the source resolution.
-        let (mw, mh) = if bw.max(bh) > MID * BOX {
-            (ow * MID, oh * MID)
-        } else {
-            (bw, bh)
-        };
+        // steps of half a final pixel, small enough to be cheap whatever the source resolution.
+        // Small sources (a 28x28 paint-program canvas) are enlarged to it too: at their own
+        // resolution the correction can only add a whole source pixel each side, which turns a
+        // one-pixel hairline into a bar three times MNIST's width.
+        let (mw, mh) = (ow * MID, oh * MID);
         let mut mid = if (mw, mh) == (bw, bh) {
             crop
         } else {
@@ -614,6 +627,50 @@ mod tests {
             .count();
         assert_eq!(rows_with_ink, 20);
         assert!(pa.pixels[14 * 28 + 14] > 0.9 || pa.pixels[14 * 28 + 13] > 0.9);
+    }
+
+    /// A 4 drawn at 28x28 in a paint program: light one-pixel strokes, and one darker dot where
+    /// the pen paused (the strokes hold a fifth of its ink).
+    fn light_hairline(side: u32) -> RgbaImage {
+        let mut img = canvas(side, side, [255, 255, 255, 255]);
+        let s = side / 28;
+        let light = [215, 215, 215, 255];
+        bar(&mut img, 17 * s..18 * s, 4 * s..24 * s, light);
+        bar(&mut img, 9 * s..10 * s, 4 * s..16 * s, light);
+        bar(&mut img, 9 * s..21 * s, 16 * s..17 * s, light);
+        bar(&mut img, 17 * s..18 * s, 10 * s..11 * s, [55, 55, 55, 255]);
+        img
+    }
+
+    fn inked_rows(n: &Normalized) -> usize {
+        (0..28)
+            .filter(|y| (0..28).any(|x| n.pixels[y * 28 + x] > 0.2))
+            .count()
+    }
+
+    #[test]
+    fn a_light_hairline_on_a_small_canvas_stays_whole_and_near_mnist_width() {
+        let ink = InkMap::from_rgba(&light_hairline(28)).unwrap();
+        let n = ink.normalize(&ink.full_region()).unwrap();
+        // The whole stroke is kept: cut at a quarter of the dot's strength, it would vanish.
+        assert!(inked_rows(&n) >= 19, "{}", inked_rows(&n));
+        // Thickened to about MNIST's two pixels per stroke, not to bars of three source pixels.
+        let row = &n.pixels[10 * 28..11 * 28];
+        let width: f32 = row.iter().sum::<f32>() / 2.0;
+        assert!((1.0..=3.0).contains(&width), "{width} {row:?}");
+        // On paper that is not perfectly even (grain of two levels) the full noise floor
+        // stays, since there faint grey may be texture or shading: the light strokes go (and
+        // with them, here, enough ink to count as a digit at all).
+        let mut grainy = light_hairline(28);
+        for (x, y, p) in grainy.enumerate_pixels_mut() {
+            if p.0[0] == 255 && (x + y) % 2 == 0 {
+                *p = Rgba([252, 252, 252, 255]);
+            }
+        }
+        let kept = InkMap::from_rgba(&grainy)
+            .and_then(|g| g.normalize(&g.full_region()))
+            .map_or(0, |n| inked_rows(&n));
+        assert!(kept < 19, "{kept}");
     }
 
     #[test]
