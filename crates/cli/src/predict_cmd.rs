@@ -297,6 +297,28 @@ fn parallel<T: Send>(
 
 /// Realistic images redrawn from MNIST digits (the test split, or the validation split for
 /// tuning), read back through the full pipeline.
+/// Right answers out of all per group, as JSON: `{name: {correct, total, accuracy}}`.
+fn score_rows_json(rows: &[(String, usize, usize)]) -> serde_json::Map<String, serde_json::Value> {
+    rows.iter()
+        .map(|(name, c, t)| {
+            let accuracy = *c as f64 / (*t).max(1) as f64;
+            (
+                name.clone(),
+                json!({"correct": c, "total": t, "accuracy": accuracy}),
+            )
+        })
+        .collect()
+}
+
+/// The same as a table: the group's name in a column `width` wide, accuracy and counts.
+fn print_score_rows(heading: &str, width: usize, rows: &[(String, usize, usize)]) {
+    println!("{heading:<width$} {:>9}", "accuracy");
+    for (name, c, t) in rows {
+        let percent = 100.0 * *c as f64 / (*t).max(1) as f64;
+        println!("{name:<width$} {percent:>8.2}%  ({c}/{t})");
+    }
+}
+
 /// `digits realworld --dir`: the reader on a labelled folder of real images.
 fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Result<()> {
     let mut model = shipped::resolve(&args.model)?;
@@ -352,15 +374,7 @@ fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Resu
         })
         .collect();
     if args.json {
-        let kinds: serde_json::Map<String, serde_json::Value> = kinds
-            .iter()
-            .map(|(k, c, t)| {
-                (
-                    k.clone(),
-                    json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64}),
-                )
-            })
-            .collect();
+        let kinds = score_rows_json(&kinds);
         println!(
             "{}",
             json!({"model": args.model, "folder": folder.display().to_string(), "kinds": kinds,
@@ -369,13 +383,7 @@ fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Resu
         );
         return Ok(());
     }
-    println!("{:<28} {:>9}", "kind", "accuracy");
-    for (k, c, t) in &kinds {
-        println!(
-            "{k:<28} {:>8.2}%  ({c}/{t})",
-            100.0 * *c as f64 / (*t).max(1) as f64
-        );
-    }
+    print_score_rows("kind", 28, &kinds);
     println!(
         "calibration error {:.2}%; wrong at confidence 95% or more: {confident_errors}",
         100.0 * calibration
@@ -464,15 +472,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
     let numbers_correct = number_results.iter().filter(|(_, ok)| *ok).count();
     let number_calibration = expected_calibration_error(&number_results);
     if args.json {
-        let styles: serde_json::Map<String, serde_json::Value> = rows
-            .iter()
-            .map(|(n, c, t)| {
-                (
-                    n.clone(),
-                    json!({"correct": c, "total": t, "accuracy": *c as f64 / (*t).max(1) as f64}),
-                )
-            })
-            .collect();
+        let styles = score_rows_json(&rows);
         println!(
             "{}",
             json!({"model": args.model, "styles": styles,
@@ -482,13 +482,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
                 "numbers": args.numbers})
         );
     } else {
-        println!("{:<14} {:>9}", "style", "accuracy");
-        for (n, c, t) in &rows {
-            println!(
-                "{n:<14} {:>8.2}%  ({c}/{t})",
-                100.0 * *c as f64 / (*t).max(1) as f64
-            );
-        }
+        print_score_rows("style", 14, &rows);
         println!(
             "{:<14} {:>8.2}%  ({digits_correct}/{digits_total})",
             "all digits",
