@@ -99,7 +99,10 @@ def read_many(
 
 def _read_one(source: Source, model, number: bool, top: int):
     m = model if type(model) is Model else load_model(model)
-    native = source if type(source) in (str, bytes) else _native_source(source)
+    try:
+        native = source if type(source) in (str, bytes) else _native_source(source)
+    except ValueError as e:
+        raise ReadError(str(e), 0) from None
     answer = m._native.read_one(native, number, top)
     if type(answer) is str:
         raise ReadError(answer, 0)
