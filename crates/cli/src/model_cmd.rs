@@ -293,15 +293,13 @@ pub fn parse_source(s: &str) -> Result<DigitSource, String> {
 
 pub fn eval(args: EvalArgs, dir: DataDir) -> Result<()> {
     let mut model = shipped::resolve(&args.model)?;
-    let digits = args.source.digits(dir.load()?)?;
+    let digits = args.source.load(&dir)?;
     let e = evaluate(&mut model, &digits);
     if args.json {
-        let mut v = serde_json::to_value(&e)?;
-        v["model"] = serde_json::json!(args.model);
-        v["source"] = serde_json::json!(args.source.name());
-        v["architecture"] = serde_json::json!(model.kind());
-        v["precision"] = serde_json::json!(digits_model::precision().effective().name());
-        println!("{v}");
+        println!(
+            "{}",
+            recipe::evaluation_json(&e, &args.model, &model, args.source)
+        );
     } else {
         print_evaluation(&args.model, args.source, &e);
     }

@@ -6,7 +6,9 @@ use clap::Args;
 use digits_data::DataDir;
 use digits_model::eval::expected_calibration_error;
 use digits_model::folder::{accuracy_by_kind, labelled_folder, score_folder};
-use digits_model::recognize::{read_digit, read_many, read_number, NumberReading, Reading};
+use digits_model::recognize::{
+    read_answer, read_digit, read_many, read_number, Answer, NumberReading, Reading,
+};
 use digits_model::{shipped, Model};
 use digits_rng::Rng;
 use digits_vision::synth::{number_from, render_digit, Style};
@@ -93,26 +95,13 @@ fn ascii(pixels: &[f32]) -> String {
         .collect()
 }
 
-fn top_k(r: &Reading, k: usize) -> Vec<(u8, f32)> {
-    let mut idx: Vec<(u8, f32)> = r
-        .prediction
-        .probabilities
-        .iter()
-        .enumerate()
-        .map(|(d, &p)| (d as u8, p))
-        .collect();
-    idx.sort_by(|a, b| b.1.total_cmp(&a.1));
-    idx.truncate(k.clamp(1, 10));
-    idx
-}
-
 fn digit_json(r: &Reading, k: usize) -> serde_json::Value {
     json!({
         "digit": r.prediction.digit,
         "confidence": r.prediction.confidence,
         "uncertain": r.uncertain,
         "probabilities": r.prediction.probabilities,
-        "top": top_k(r, k).iter().map(|(d, p)| json!({"digit": d, "probability": p})).collect::<Vec<_>>(),
+        "top": r.top(k).iter().map(|(d, p)| json!({"digit": d, "probability": p})).collect::<Vec<_>>(),
         "bbox": r.normalized.bbox,
     })
 }
@@ -131,7 +120,8 @@ fn print_digit(name: &str, r: &Reading, args: &PredictArgs) {
         100.0 * r.prediction.confidence
     );
     if args.top > 1 {
-        let rest: Vec<String> = top_k(r, args.top)
+        let rest: Vec<String> = r
+            .top(args.top)
             .iter()
             .map(|(d, p)| format!("{d} {:.1}%", 100.0 * p))
             .collect();
@@ -174,20 +164,9 @@ fn print_number(name: &str, n: &NumberReading, args: &PredictArgs) {
 /// Files read together on every core before their answers are printed, in input order.
 const PREDICT_CHUNK: usize = 256;
 
-/// What one input gave.
-enum Answer {
-    Digit(Reading),
-    Number(NumberReading),
-}
-
 fn answer(model: &mut Model, name: &str, number: bool, limits: &Limits) -> Result<Answer> {
     let bytes = read_input(name, limits).with_context(|| format!("{name}: cannot read"))?;
-    let shown = shown_name(name);
-    Ok(if number {
-        Answer::Number(read_number(model, &bytes, limits).with_context(|| shown.to_string())?)
-    } else {
-        Answer::Digit(read_digit(model, &bytes, limits).with_context(|| shown.to_string())?)
-    })
+    read_answer(model, &bytes, limits, number).with_context(|| shown_name(name).to_string())
 }
 
 fn shown_name(name: &str) -> &str {
@@ -412,8 +391,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
         return realworld_folder(&args, folder, threads);
     }
     let model = shipped::resolve(&args.model)?;
-    let mnist = dir.load()?;
-    let digits = args.source.digits(mnist)?;
+    let digits = args.source.load(&dir)?;
     let limits = Limits::default();
     let total = (args.per_style * Style::ALL.len() + args.numbers) as u64;
     let bar = ProgressBar::new(total);

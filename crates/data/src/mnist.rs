@@ -146,21 +146,32 @@ impl DataDir {
 
     /// Loads and verifies the training and test sets.
     pub fn load(&self) -> Result<Mnist> {
-        let load = |images: FileSpec, labels: FileSpec| -> Result<Digits> {
-            let img = self.read(images.name)?;
-            let lab = self.read(labels.name)?;
-            idx::check_pair(
-                &self.path.join(images.name),
-                &img,
-                &self.path.join(labels.name),
-                &lab,
-            )?;
-            Ok(Digits::new(img.data, lab.data))
-        };
         Ok(Mnist {
-            train: load(TRAIN_IMAGES, TRAIN_LABELS)?,
-            test: load(TEST_IMAGES, TEST_LABELS)?,
+            train: self.load_train()?,
+            test: self.load_test()?,
         })
+    }
+
+    /// Loads and verifies the 60,000 training digits only.
+    pub fn load_train(&self) -> Result<Digits> {
+        self.load_pair(TRAIN_IMAGES, TRAIN_LABELS)
+    }
+
+    /// Loads and verifies the 10,000 test digits only.
+    pub fn load_test(&self) -> Result<Digits> {
+        self.load_pair(TEST_IMAGES, TEST_LABELS)
+    }
+
+    fn load_pair(&self, images: FileSpec, labels: FileSpec) -> Result<Digits> {
+        let img = self.read(images.name)?;
+        let lab = self.read(labels.name)?;
+        idx::check_pair(
+            &self.path.join(images.name),
+            &img,
+            &self.path.join(labels.name),
+            &lab,
+        )?;
+        Ok(Digits::new(img.data, lab.data))
     }
 
     /// Downloads every file that is missing or fails verification. `mirrors` are base URLs

@@ -13,7 +13,7 @@ use crate::shipped;
 use crate::svm::{SvmModel, SvmSettings, MACHINES};
 use crate::train::{touching_negatives, Observer, Trainer};
 use digits_data::split::HeldOut;
-use digits_data::{Digits, Mnist};
+use digits_data::{DataDir, Digits, Mnist};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -455,10 +455,27 @@ impl DigitSource {
         }
     }
 
-    pub fn digits(self, mnist: Mnist) -> Result<Digits, ModelError> {
+    /// Loads (and verifies) only the MNIST files these digits come from.
+    pub fn load(self, dir: &DataDir) -> Result<Digits, ModelError> {
         Ok(match self {
-            DigitSource::Test => mnist.test,
-            DigitSource::Validation => HeldOut::default().apply(&mnist.train)?.validation,
+            DigitSource::Test => dir.load_test()?,
+            DigitSource::Validation => HeldOut::default().apply(&dir.load_train()?)?.validation,
         })
     }
+}
+
+/// An evaluation as `digits eval --json` and Python's `evaluate` give it: the scores, with the
+/// model's name, the digits read, its architecture and the arithmetic it ran in.
+pub fn evaluation_json(
+    e: &Evaluation,
+    name: &str,
+    model: &Model,
+    source: DigitSource,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).expect("an evaluation is plain numbers");
+    v["model"] = serde_json::json!(name);
+    v["source"] = serde_json::json!(source.name());
+    v["architecture"] = serde_json::json!(model.kind());
+    v["precision"] = serde_json::json!(crate::precision().effective().name());
+    v
 }

@@ -42,6 +42,44 @@ impl Reading {
             normalized,
         }
     }
+
+    /// The `k` (1 to 10) likeliest digits with their probabilities, likeliest first.
+    pub fn top(&self, k: usize) -> Vec<(u8, f32)> {
+        let mut ranked: Vec<(u8, f32)> = (0u8..).zip(self.prediction.probabilities).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(k.clamp(1, 10));
+        ranked
+    }
+}
+
+/// What reading an image gave: one digit, or, when a number was asked for, a number.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Digit(Reading),
+    Number(NumberReading),
+}
+
+/// Reads an image file as one digit, or as a number when `number` is set.
+pub fn read_answer(
+    model: &mut Model,
+    bytes: &[u8],
+    limits: &Limits,
+    number: bool,
+) -> Result<Answer, VisionError> {
+    read_image_answer(model, &decode(bytes, limits)?, number)
+}
+
+/// The same for an already decoded image.
+pub fn read_image_answer(
+    model: &mut Model,
+    image: &RgbaImage,
+    number: bool,
+) -> Result<Answer, VisionError> {
+    Ok(if number {
+        Answer::Number(read_number_image(model, image)?)
+    } else {
+        Answer::Digit(read_digit_image(model, image)?)
+    })
 }
 
 fn reading(model: &mut Model, normalized: Normalized) -> Reading {

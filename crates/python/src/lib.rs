@@ -5,11 +5,13 @@
 
 use digits_data::{DataDir, Digits, PIXELS};
 use digits_model::eval::evaluate;
-use digits_model::recipe::{DigitSource, Recipe, TrainRequest};
-use digits_model::recognize::{self, NumberReading, Reading};
+use digits_model::recipe::{self, DigitSource, Recipe, TrainRequest};
+use digits_model::recognize::{
+    self, read_answer, read_image_answer, Answer, NumberReading, Reading,
+};
 use digits_model::svm::PairStats;
 use digits_model::train::{EpochStats, Observer};
-use digits_model::{file, shipped, Classify, Model, ModelError, SvmSettings};
+use digits_model::{file, shipped, Classify, Model, ModelError, Prediction, SvmSettings};
 use digits_vision::{Limits, RgbaImage, VisionError};
 use numpy::{
     PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray,
@@ -52,11 +54,6 @@ struct NativeModel {
 impl NativeModel {
     fn model(&self) -> std::sync::MutexGuard<'_, Model> {
         self.model.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Its own copy of the model, for work done with the GIL released and the lock not held.
-    fn copy(&self) -> Model {
-        self.model().clone()
     }
 }
 
@@ -104,7 +101,7 @@ impl NativeModel {
             .as_slice()
             .map_err(|e| PyValueError::new_err(format!("images must be contiguous: {e}")))?;
         check_pixels(pixels)?;
-        let probabilities = py.detach(|| probabilities(&mut self.model(), pixels));
+        let probabilities = py.detach(|| flat(self.model().predict(pixels)));
         Ok(PyArray1::from_vec(py, probabilities))
     }
 
@@ -117,11 +114,7 @@ impl NativeModel {
         let bytes = images
             .as_slice()
             .map_err(|e| PyValueError::new_err(format!("images must be contiguous: {e}")))?;
-        let probabilities = py.detach(|| {
-            let mut pixels = vec![0f32; bytes.len()];
-            digits_data::normalize_into(bytes, &mut pixels);
-            probabilities(&mut self.model(), &pixels)
-        });
+        let probabilities = py.detach(|| flat(self.model().predict_bytes(bytes)));
         Ok(PyArray1::from_vec(py, probabilities))
     }
 
@@ -133,19 +126,12 @@ impl NativeModel {
                 "unknown split '{split}' (choose test or validation)"
             ))
         })?;
-        let mut model = self.copy();
-        py.detach(move || -> PyResult<String> {
-            let mnist = DataDir::resolve(data_dir)
-                .and_then(|d| d.load())
-                .map_err(data_error)?;
-            let digits = source.digits(mnist).map_err(model_error)?;
-            let e = evaluate(&mut model, &digits);
-            let mut v =
-                serde_json::to_value(&e).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            v["source"] = serde_json::json!(source.name());
-            v["architecture"] = serde_json::json!(model.kind());
-            v["precision"] = serde_json::json!(digits_model::precision().effective().name());
-            Ok(v.to_string())
+        py.detach(|| -> PyResult<String> {
+            let dir = DataDir::resolve(data_dir).map_err(data_error)?;
+            let digits = source.load(&dir).map_err(model_error)?;
+            let mut model = self.model();
+            let e = evaluate(&mut *model, &digits);
+            Ok(recipe::evaluation_json(&e, &self.spec, &model, source).to_string())
         })
     }
 
@@ -169,9 +155,8 @@ impl NativeModel {
 
     /// The model file's contents (for pickling).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let model = self.copy();
         let bytes = py
-            .detach(move || file::to_bytes(&model))
+            .detach(|| file::to_bytes(&self.model()))
             .map_err(model_error)?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -190,8 +175,7 @@ impl NativeModel {
 
     /// Writes the model atomically (a model file any front end loads).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        let model = self.copy();
-        py.detach(move || file::save(&model, &path))
+        py.detach(|| file::save(&self.model(), &path))
             .map_err(model_error)
     }
 
@@ -262,9 +246,9 @@ fn answer_object(
     })
 }
 
-fn probabilities(model: &mut Model, pixels: &[f32]) -> Vec<f32> {
-    model
-        .predict(pixels)
+/// The predictions' probabilities, one row of ten after another.
+fn flat(predictions: Vec<Prediction>) -> Vec<f32> {
+    predictions
         .into_iter()
         .flat_map(|p| p.probabilities)
         .collect()
@@ -366,39 +350,19 @@ fn image_from(width: usize, height: usize, rgba: Vec<u8>) -> Result<RgbaImage, S
         .ok_or_else(|| "the image array's size does not match its shape".to_string())
 }
 
-enum Answer {
-    Digit(Reading),
-    Number(NumberReading),
-}
-
 impl Source {
     /// Reads it, or says what is wrong (naming the file where there is one).
     fn read(&self, model: &mut Model, number: bool) -> Result<Answer, String> {
         let limits = Limits::default();
-        let answer = |r: Result<Answer, VisionError>| r.map_err(|e| e.to_string());
         match self {
-            Source::Path(p) => {
-                let bytes = digits_vision::read_file(p, &limits)
-                    .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-                answer(if number {
-                    recognize::read_number(model, &bytes, &limits).map(Answer::Number)
-                } else {
-                    recognize::read_digit(model, &bytes, &limits).map(Answer::Digit)
-                })
-                .map_err(|e| format!("{}: {e}", p.display()))
-            }
-            Source::Bytes(b) => answer(if number {
-                recognize::read_number(model, b, &limits).map(Answer::Number)
-            } else {
-                recognize::read_digit(model, b, &limits).map(Answer::Digit)
-            }),
+            Source::Path(p) => digits_vision::read_file(p, &limits)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|b| read_answer(model, &b, &limits, number).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{}: {e}", p.display())),
+            Source::Bytes(b) => read_answer(model, b, &limits, number).map_err(|e| e.to_string()),
             Source::Pixels(image) => {
                 let image = image.as_ref().map_err(Clone::clone)?;
-                answer(if number {
-                    recognize::read_number_image(model, image).map(Answer::Number)
-                } else {
-                    recognize::read_digit_image(model, image).map(Answer::Digit)
-                })
+                read_image_answer(model, image, number).map_err(|e| e.to_string())
             }
         }
     }
@@ -427,15 +391,12 @@ struct PyReading {
 impl PyReading {
     fn new(r: Reading, top: usize) -> Self {
         let [x, y, w, h] = r.normalized.bbox;
-        let mut ranked: Vec<(u8, f32)> = (0u8..).zip(r.prediction.probabilities).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(top.clamp(1, 10));
         PyReading {
+            top: r.top(top),
             digit: r.prediction.digit,
             confidence: r.prediction.confidence,
             uncertain: r.uncertain,
             bbox: (x, y, w, h),
-            top: ranked,
             probabilities: r.prediction.probabilities.to_vec(),
             normalized: r.normalized.pixels,
         }
@@ -523,20 +484,17 @@ fn load_mnist<'py>(
     split: &str,
     data_dir: Option<PathBuf>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<u8>>)> {
-    let train = match split {
-        "train" => true,
-        "test" => false,
+    let load = match split {
+        "train" => DataDir::load_train,
+        "test" => DataDir::load_test,
         _ => {
             return Err(PyValueError::new_err(format!(
                 "unknown split '{split}' (choose train or test)"
             )))
         }
     };
-    let digits = py.detach(|| {
-        DataDir::resolve(data_dir)
-            .and_then(|d| d.load())
-            .map(|m| if train { m.train } else { m.test })
-    });
+    // Only the split asked for is read and verified.
+    let digits = py.detach(|| DataDir::resolve(data_dir).and_then(|d| load(&d)));
     let digits = digits.map_err(data_error)?;
     let n = digits.len();
     let images = PyArray1::from_vec(py, digits.images).reshape([n, 28, 28])?;
