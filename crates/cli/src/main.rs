@@ -3,6 +3,7 @@
 
 mod compare_cmd;
 mod data_cmd;
+mod feedback_cmd;
 mod gui_cmd;
 mod model_cmd;
 mod predict_cmd;
@@ -61,6 +62,8 @@ enum Command {
     Gui(gui_cmd::GuiArgs),
     /// Serve the drawing page and the JSON API.
     Serve(serve_cmd::ServeArgs),
+    /// The corrections users gave: import, stats, export, delete, check.
+    Feedback(feedback_cmd::FeedbackArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(model_cmd::BenchCommand),
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare_cmd::compare(args, data_dir()?, threads),
         Command::Gui(args) => gui_cmd::gui(args),
         Command::Serve(args) => serve_cmd::serve(args, threads),
+        Command::Feedback(args) => feedback_cmd::run(args, || Ok(data_dir()?)),
         Command::Bench(cmd) => model_cmd::bench(cmd, data_dir()?, threads),
     }
 }

@@ -1,10 +1,11 @@
 //! `digits train`, `digits eval` and `digits bench`.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use digits_data::{DataDir, Digits, PIXELS};
 use digits_model::bench::{bulk_images_per_second, stage_times};
 use digits_model::eval::{evaluate, Evaluation};
+use digits_model::finetune::{describe, Corrections, FinetuneRequest, Scores};
 use digits_model::judge::JudgeTraining;
 pub use digits_model::recipe::DigitSource;
 use digits_model::recipe::{self, Recipe, TrainRequest};
@@ -110,6 +111,29 @@ pub struct TrainArgs {
     max_batches: Option<usize>,
     #[command(flatten)]
     svm: SvmArgs,
+    /// Fine-tune this network (a file or shipped name) on the corrections in --feedback,
+    /// mixed with MNIST training images, instead of training from scratch.
+    #[arg(long, requires = "feedback", requires = "out", conflicts_with_all = ["preset", "limit", "max_batches"])]
+    finetune: Option<String>,
+    /// The corrections database to fine-tune on.
+    #[arg(long, env = "DIGITS_FEEDBACK_DB", requires = "finetune")]
+    feedback: Option<PathBuf>,
+    /// Fine-tuning: refuse to write the model when MNIST validation accuracy falls by more
+    /// than this many percentage points.
+    #[arg(long, default_value_t = FinetuneRequest::default().max_mnist_drop, requires = "finetune")]
+    max_mnist_drop: f32,
+    /// Fine-tuning: peak learning rate.
+    #[arg(long, default_value_t = FinetuneRequest::default().learning_rate, requires = "finetune")]
+    finetune_lr: f32,
+    /// Fine-tuning: times each correction is shown per epoch.
+    #[arg(long, default_value_t = FinetuneRequest::default().repeats, requires = "finetune")]
+    repeats: usize,
+    /// Fine-tuning: MNIST training images mixed in per correction, so MNIST is not forgotten.
+    #[arg(long, default_value_t = FinetuneRequest::default().mnist_per_correction, requires = "finetune")]
+    mnist_per_correction: usize,
+    /// Fine-tuning: share of the corrections held out to measure on.
+    #[arg(long, default_value_t = FinetuneRequest::default().holdout, requires = "finetune")]
+    holdout: f32,
 }
 
 impl TrainArgs {
@@ -217,6 +241,9 @@ impl Observer for Bars {
 }
 
 pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
+    if let (Some(base), Some(db)) = (&args.finetune, &args.feedback) {
+        return finetune(&args, base, db, dir);
+    }
     let data = dir.load()?;
     let request = args.request();
     let out = args.out.clone().unwrap_or_else(|| request.default_out());
@@ -231,6 +258,59 @@ pub fn train(args: TrainArgs, dir: DataDir) -> Result<()> {
             trained.seconds,
             out.display()
         ),
+    }
+    Ok(())
+}
+
+/// `digits train --finetune MODEL --feedback DB --out FILE`.
+fn finetune(args: &TrainArgs, base_name: &str, db: &Path, dir: DataDir) -> Result<()> {
+    let out = args.out.clone().context("--finetune needs --out FILE")?;
+    let store = digits_feedback::Store::open(db)?;
+    let corrections = Corrections {
+        digits: store.training_digits()?,
+        sha256: store.fingerprint()?.sha256,
+    };
+    drop(store);
+    let base = shipped::resolve(base_name)?;
+    let request = FinetuneRequest {
+        epochs: args.epochs.unwrap_or(FinetuneRequest::default().epochs),
+        seed: args.seed,
+        resume: args.resume,
+        max_mnist_drop: args.max_mnist_drop,
+        learning_rate: args.finetune_lr,
+        repeats: args.repeats,
+        mnist_per_correction: args.mnist_per_correction,
+        holdout: args.holdout,
+    };
+    let data = dir.load()?;
+    let mut bars = Bars {
+        bar: None,
+        epochs: request.epochs,
+    };
+    let done = request.run(&base, base_name, &corrections, &data, &out, &mut bars)?;
+    let line = |when: &str, s: &Scores| {
+        println!(
+            "{when}: held-out corrections {:.2}% ({} of {}), MNIST validation {:.2}%",
+            100.0 * s.corrections.accuracy,
+            s.corrections.images - s.corrections.errors,
+            s.corrections.images,
+            100.0 * s.mnist_validation.accuracy
+        )
+    };
+    println!(
+        "trained on {} corrections, {} held out to measure on; {:.0}% of the change kept",
+        done.trained_on,
+        done.held_out,
+        100.0 * done.kept
+    );
+    line("before", &done.before);
+    line("after ", &done.after);
+    if let Some(why) = done.refused {
+        bail!(why);
+    }
+    if let Some((model, test)) = done.written {
+        print!("{}; ", describe(model.lineage()));
+        print_saved(&model, &test, &out);
     }
     Ok(())
 }

@@ -41,7 +41,8 @@ pub struct PredictArgs {
     number: bool,
 }
 
-const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
+pub(crate) const IMAGE_EXTENSIONS: [&str; 8] =
+    ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
 
 /// Expands folders into the image files they hold (sorted), keeping files and `-` as given.
 fn expand(inputs: &[String]) -> Vec<Result<String, String>> {

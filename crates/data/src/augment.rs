@@ -41,6 +41,16 @@ impl Augment {
     }
 }
 
+/// The 28x28 digit turned by `degrees` (counter-clockwise on screen) about its centre: how a
+/// writer who holds the paper turned writes every digit.
+pub fn tilt(src: &[u8], degrees: f32) -> Vec<u8> {
+    let mut out = vec![0f32; SIDE * SIDE];
+    warp(src, &mut out, degrees.to_radians(), 1.0, 0.0, 0.0);
+    out.iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect()
+}
+
 /// Bilinear sample of a 28x28 byte image at (x, y) in pixel-index coordinates, scaled to
 /// [0, 1]; outside the image is background.
 pub fn sample(img: &[u8], x: f32, y: f32) -> f32 {
@@ -98,6 +108,20 @@ mod tests {
         for (d, s) in dst.iter().zip(&src) {
             assert!((d - *s as f32 / 255.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn a_quarter_tilt_turns_a_bar_on_its_side() {
+        let src = blob();
+        let turned = tilt(&src, 90.0);
+        let mass = |img: &[u8]| img.iter().map(|&p| p as u32).sum::<u32>();
+        assert!(mass(&turned).abs_diff(mass(&src)) < mass(&src) / 20);
+        // The 4-wide, 8-tall bar is now 8 wide and 4 tall.
+        let rows = (0..SIDE)
+            .filter(|y| (0..SIDE).any(|x| turned[y * SIDE + x] > 127))
+            .count();
+        assert_eq!(rows, 4);
+        assert_eq!(tilt(&src, 0.0), src);
     }
 
     #[test]

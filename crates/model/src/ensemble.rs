@@ -24,6 +24,8 @@ pub struct EnsembleMeta {
     /// Also read every image moved one pixel left, right, up and down (five times the work).
     #[serde(default)]
     pub shifted_views: bool,
+    #[serde(default)]
+    pub lineage: crate::model::Lineage,
 }
 
 /// The one-pixel moves read besides the image itself when `shifted_views` is on.
@@ -69,6 +71,7 @@ impl EnsembleModel {
                 validation_loss: None,
                 test_accuracy: None,
                 shifted_views,
+                lineage: Default::default(),
             },
             members,
         }

@@ -39,6 +39,43 @@ pub struct ModelMeta {
     pub temperature: f32,
     /// SHA-256 of the training images and labels the model was trained on.
     pub dataset_sha256: Vec<String>,
+    #[serde(default)]
+    pub lineage: Lineage,
+}
+
+/// Where a model came from: its version (1 for a model trained from scratch, one more than its
+/// base's for each fine-tuning) and, for a fine-tuned one, its base and the corrections it
+/// learned from. Files from before lineage was recorded read as version 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub version: u32,
+    /// The base model: its name or file, and the SHA-256 of its file contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
+    /// The feedback database's fingerprint and record count when the model was fine-tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_records: Option<u64>,
+    /// The share of the fine-tuning's change kept (the rest pulled back to the base so MNIST
+    /// accuracy held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<f32>,
+}
+
+impl Default for Lineage {
+    fn default() -> Self {
+        Lineage {
+            version: 1,
+            base: None,
+            base_sha256: None,
+            feedback_sha256: None,
+            feedback_records: None,
+            kept: None,
+        }
+    }
 }
 
 impl ModelMeta {
@@ -56,6 +93,7 @@ impl ModelMeta {
             history: Vec::new(),
             temperature: 1.0,
             dataset_sha256: training_set_sha256(),
+            lineage: Lineage::default(),
         }
     }
 }
@@ -213,6 +251,15 @@ impl Model {
         match self {
             Model::Neural(m) => &m.meta.history,
             Model::Svm(_) | Model::Ensemble(_) => &[],
+        }
+    }
+
+    /// The model's version and where it came from.
+    pub fn lineage(&self) -> &Lineage {
+        match self {
+            Model::Neural(m) => &m.meta.lineage,
+            Model::Svm(m) => &m.meta.lineage,
+            Model::Ensemble(m) => &m.meta.lineage,
         }
     }
 

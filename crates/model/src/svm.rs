@@ -55,6 +55,8 @@ pub struct SvmMeta {
     pub temperature: f32,
     pub pairs: Vec<PairStats>,
     pub dataset_sha256: Vec<String>,
+    #[serde(default)]
+    pub lineage: crate::model::Lineage,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,7 @@ impl SvmModel {
                 temperature: 1.0,
                 pairs,
                 dataset_sha256: crate::model::training_set_sha256(),
+                lineage: Default::default(),
             },
             pca,
             svm,

@@ -152,7 +152,7 @@ impl Trainer {
         )
     }
 
-    fn from_parts(model: NeuralModel, optimizer: Optimizer, progress: Progress) -> Self {
+    pub(crate) fn from_parts(model: NeuralModel, optimizer: Optimizer, progress: Progress) -> Self {
         Trainer {
             model,
             optimizer,

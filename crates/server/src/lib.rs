@@ -5,11 +5,18 @@
 //! from the image header, queue length, request time) and every failure is a JSON error with a
 //! status and a stable `code`.
 
+mod catalogue;
+mod feedback;
+pub mod guard;
 mod metrics;
 pub mod workers;
 
+pub use catalogue::{Catalogue, CatalogueError, ReloadReport, Served};
+pub use digits_feedback::Store;
+pub use guard::{Rate, Token};
+
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -20,16 +27,16 @@ use digits_vision::{Limits, VisionError};
 use metrics::Metrics;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use workers::{Models, Workers};
+use workers::Workers;
 
 const INDEX: &str = include_str!("../static/index.html");
 const OPENAPI: &str = include_str!("../static/openapi.json");
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub default_model: String,
     pub limits: Limits,
     /// Largest request body accepted.
     pub max_body: usize,
@@ -37,12 +44,19 @@ pub struct Config {
     /// Requests that may wait for a worker before new ones are refused.
     pub queue: usize,
     pub timeout: Duration,
+    /// Where `POST /api/v1/admin/reload` (and SIGHUP) look for new model files.
+    pub models_dir: Option<PathBuf>,
+    /// Without it the admin endpoints are off (404).
+    pub admin_token: Option<Token>,
+    /// With it, storing a correction needs this bearer token.
+    pub feedback_token: Option<Token>,
+    /// Corrections one client address may post.
+    pub feedback_rate: Rate,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            default_model: "cnn".into(),
             limits: Limits {
                 max_bytes: 8 << 20,
                 max_pixels: 25_000_000,
@@ -51,6 +65,10 @@ impl Default for Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue: 256,
             timeout: Duration::from_secs(10),
+            models_dir: None,
+            admin_token: None,
+            feedback_token: None,
+            feedback_rate: Rate::default(),
         }
     }
 }
@@ -58,9 +76,14 @@ impl Default for Config {
 struct AppState {
     config: Config,
     workers: Workers,
-    /// Name -> description for `GET /api/v1/models`.
-    catalogue: Vec<Value>,
+    /// The models on offer now; a reload swaps in a new catalogue.
+    catalogue: RwLock<Arc<Catalogue>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     metrics: Metrics,
+    feedback: Option<Arc<Mutex<Store>>>,
+    limiter: guard::Limiter,
+    openapi: Value,
 }
 
 /// An API error: status, stable code, message.
@@ -69,7 +92,12 @@ pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.2, "code": self.1}))).into_response()
+        let body = Json(json!({"error": self.2, "code": self.1}));
+        if self.0 == StatusCode::UNAUTHORIZED {
+            (self.0, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.0, body).into_response()
+        }
     }
 }
 
@@ -88,40 +116,51 @@ impl From<VisionError> for ApiError {
     }
 }
 
-/// Builds the application with its worker threads.
-pub fn app(config: Config, models: Models) -> Router {
-    let catalogue = models
-        .iter()
-        .map(|(name, m)| {
-            json!({
-                "name": name,
-                "architecture": m.kind(),
-                "parameters": m.parameter_count(),
-                "test_accuracy": m.test_accuracy(),
-                "default": *name == config.default_model,
-            })
-        })
-        .collect();
-    let workers = Workers::start(&models, config.workers, config.queue);
+/// The application: its routes and a handle to reload its models.
+pub struct App {
+    pub router: Router,
+    state: Arc<AppState>,
+}
+
+/// Builds the application with its worker threads; `feedback` is the corrections database,
+/// when corrections are kept.
+pub fn app(config: Config, catalogue: Catalogue, feedback: Option<Store>) -> App {
+    let workers = Workers::start(config.workers, config.queue);
+    let openapi: Value = serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
     let state = Arc::new(AppState {
-        catalogue,
+        catalogue: RwLock::new(Arc::new(catalogue)),
+        reloading: tokio::sync::Mutex::new(()),
         workers,
         metrics: Metrics::default(),
+        feedback: feedback.map(|s| Arc::new(Mutex::new(s))),
+        limiter: guard::Limiter::new(config.feedback_rate),
+        openapi,
         config,
     });
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(INDEX) }))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics_handler))
-        .route(
-            "/api/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
+        .route("/api/openapi.json", get(openapi_handler))
         .route("/api/v1/models", get(models_handler))
         .route("/api/v1/predict", post(predict))
         .route("/api/v1/predict/number", post(predict_number))
+        .route(
+            "/api/v1/feedback",
+            get(feedback::status).post(feedback::digit),
+        )
+        .route("/api/v1/feedback/number", post(feedback::number))
+        .route("/api/v1/admin/reload", post(feedback::reload))
         .layer(DefaultBodyLimit::max(state.config.max_body))
-        .with_state(state)
+        .with_state(state.clone());
+    App { router, state }
+}
+
+impl App {
+    /// Reads the models folder again and swaps in what changed (as `POST /api/v1/admin/reload`).
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        self.state.reload().await.map_err(|e| e.2)
+    }
 }
 
 async fn metrics_handler(State(s): State<Arc<AppState>>) -> impl IntoResponse {
@@ -132,12 +171,27 @@ async fn metrics_handler(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn models_handler(State(s): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"default": s.config.default_model, "models": s.catalogue}))
+    Json(s.current().describe())
+}
+
+/// The OpenAPI document, with the models on offer now as the `model` parameter's values.
+async fn openapi_handler(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let mut doc = s.openapi.clone();
+    let names = json!(s.current().models.keys().collect::<Vec<_>>());
+    doc["components"]["parameters"]["model"]["schema"]["enum"] = names.clone();
+    doc["components"]["schemas"]["ModelName"]["enum"] = names;
+    Json(doc)
 }
 
 #[derive(Deserialize)]
 struct ModelQuery {
     model: Option<String>,
+}
+
+/// A query string that does not parse is a JSON 400 like every other error.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|q| q.0)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
 }
 
 #[derive(Deserialize)]
@@ -226,33 +280,37 @@ pub fn parse_pixels(body: &[u8]) -> Result<Vec<f32>, ApiError> {
 }
 
 impl AppState {
-    fn model_name(&self, q: ModelQuery) -> Result<String, ApiError> {
-        let name = q.model.unwrap_or_else(|| self.config.default_model.clone());
-        if self.catalogue.iter().any(|m| m["name"] == name.as_str()) {
-            Ok(name)
-        } else {
-            Err(ApiError(
+    fn current(&self) -> Arc<Catalogue> {
+        self.catalogue
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The named model (or the default) as served now.
+    fn model(&self, name: Option<String>) -> Result<(String, Served), ApiError> {
+        let catalogue = self.current();
+        let name = name.unwrap_or_else(|| catalogue.default.clone());
+        match catalogue.models.get(&name) {
+            Some(served) => Ok((name, served.clone())),
+            None => Err(ApiError(
                 StatusCode::BAD_REQUEST,
                 "unknown_model",
                 format!("unknown model '{name}'; see /api/v1/models"),
-            ))
+            )),
         }
     }
 
-    /// Runs `f` with the named model on a worker, bounded by the request timeout.
+    /// Runs `f` with the model on a worker, bounded by the request timeout.
     async fn infer<T: Send + 'static>(
         &self,
         name: String,
+        served: Served,
         f: impl FnOnce(&mut digits_model::Model) -> Result<T, VisionError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let job = self.workers.run(move |models| match models.get_mut(&name) {
-            Some(m) => f(m).map_err(ApiError::from),
-            None => Err(ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "model missing on worker".into(),
-            )),
-        });
+        let job = self
+            .workers
+            .run(move |cache| f(cache.model(&name, &served)).map_err(ApiError::from));
         match tokio::time::timeout(self.config.timeout, job).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ApiError(
@@ -267,6 +325,63 @@ impl AppState {
             )),
         }
     }
+
+    /// Reads the models folder again and swaps in the new catalogue.
+    async fn reload(&self) -> Result<ReloadReport, ApiError> {
+        let Some(dir) = self.config.models_dir.clone() else {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "no_models_dir",
+                "this server was not started with --models-dir; there is nothing to reload".into(),
+            ));
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.current();
+        let (next, report) = tokio::task::spawn_blocking(move || current.reloaded(&dir))
+            .await
+            .map_err(|_| internal("the reload failed"))?
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "reload_failed",
+                    e.to_string(),
+                )
+            })?;
+        *self.catalogue.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        tracing::warn!(
+            loaded = ?report.loaded,
+            removed = ?report.removed,
+            refused = report.refused.len(),
+            "models reloaded"
+        );
+        Ok(report)
+    }
+}
+
+fn internal(what: &str) -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        what.to_string(),
+    )
+}
+
+/// A body that must be an image (the number endpoints).
+fn image_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    match parse_input(headers, body, false)? {
+        Input::Image(bytes) => Ok(bytes),
+        Input::Pixels(_) => Err(internal("pixels are not accepted here")),
+    }
+}
+
+fn number_json(n: &digits_model::recognize::NumberReading, model: &str) -> Value {
+    json!({
+        "number": n.text,
+        "confidence": n.confidence,
+        "uncertain": n.uncertain,
+        "digits": n.digits.iter().map(reading_json).collect::<Vec<_>>(),
+        "model": model,
+    })
 }
 
 fn reading_json(r: &Reading) -> Value {
@@ -286,18 +401,29 @@ fn finish(
     start: Instant,
     result: Result<Value, ApiError>,
 ) -> Response {
+    finish_with(s, endpoint, start, result, StatusCode::OK)
+}
+
+/// Answers `result` (with `ok` on success), counting and logging it; never logs a header.
+fn finish_with(
+    s: &AppState,
+    endpoint: &'static str,
+    start: Instant,
+    result: Result<Value, ApiError>,
+    ok: StatusCode,
+) -> Response {
     let elapsed = start.elapsed();
     match result {
         Ok(mut v) => {
             v["elapsed_ms"] = json!(elapsed.as_secs_f64() * 1e3);
-            s.metrics.record(endpoint, 200, elapsed);
+            s.metrics.record(endpoint, ok.as_u16(), elapsed);
             tracing::info!(
                 endpoint,
-                status = 200,
+                status = ok.as_u16(),
                 ms = elapsed.as_secs_f64() * 1e3,
                 "request"
             );
-            Json(v).into_response()
+            (ok, Json(v)).into_response()
         }
         Err(e) => {
             s.metrics.record(endpoint, e.0.as_u16(), elapsed);
@@ -315,17 +441,17 @@ fn finish(
 
 async fn predict(
     State(s): State<Arc<AppState>>,
-    q: Query<ModelQuery>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
     let result = async {
-        let name = s.model_name(q.0)?;
+        let (name, served) = s.model(query(q)?.model)?;
         let input = parse_input(&headers, body, true)?;
         let limits = s.config.limits;
         let reading = s
-            .infer(name.clone(), move |m| match input {
+            .infer(name.clone(), served, move |m| match input {
                 Input::Image(bytes) => read_digit(m, &bytes, &limits),
                 Input::Pixels(p) => read_pixels(m, &p),
             })
@@ -340,37 +466,52 @@ async fn predict(
 
 async fn predict_number(
     State(s): State<Arc<AppState>>,
-    q: Query<ModelQuery>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
     let result = async {
-        let name = s.model_name(q.0)?;
-        let Input::Image(bytes) = parse_input(&headers, body, false)? else {
-            unreachable!("pixels are not accepted here")
-        };
+        let (name, served) = s.model(query(q)?.model)?;
+        let bytes = image_body(&headers, body)?;
         let limits = s.config.limits;
         let n = s
-            .infer(name.clone(), move |m| read_number(m, &bytes, &limits))
+            .infer(name.clone(), served, move |m| {
+                read_number(m, &bytes, &limits)
+            })
             .await?;
-        Ok(json!({
-            "number": n.text,
-            "confidence": n.confidence,
-            "uncertain": n.uncertain,
-            "digits": n.digits.iter().map(reading_json).collect::<Vec<_>>(),
-            "model": name,
-        }))
+        Ok(number_json(&n, &name))
     }
     .await;
     finish(&s, "predict_number", start, result)
 }
 
-/// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+/// Serves until SIGINT or SIGTERM, then lets requests in flight finish; SIGHUP reloads the
+/// models folder.
+pub async fn serve(listener: tokio::net::TcpListener, app: App) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let state = app.state.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match state.reload().await {
+                        Ok(r) if r.refused.is_empty() => {}
+                        Ok(r) => tracing::error!(refused = ?r.refused, "reload refused files"),
+                        Err(e) => tracing::error!("reload failed: {}", e.2),
+                    }
+                }
+            });
+        }
+    }
+    axum::serve(
+        listener,
+        app.router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 async fn shutdown_signal() {

@@ -1,14 +1,36 @@
-//! A fixed pool of inference threads, each with its own copy of every model and a one-thread
-//! rayon pool, fed through a bounded queue. Inference never runs on the async executor, the
-//! number of images in flight is bounded, and a full queue is refused at once (HTTP 503).
+//! A fixed pool of inference threads, each with its own copy of the models it has used and a
+//! one-thread rayon pool, fed through a bounded queue. Inference never runs on the async
+//! executor, the number of images in flight is bounded, and a full queue is refused at once
+//! (HTTP 503).
 
+use crate::catalogue::Served;
 use digits_model::Model;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-pub type Models = BTreeMap<String, Model>;
-type Job = Box<dyn FnOnce(&mut Models) + Send>;
+type Job = Box<dyn FnOnce(&mut Cache) + Send>;
+
+/// A thread's own copies of models (inference needs scratch space, so each thread has its
+/// own), by name, each with the version it copies.
+#[derive(Default)]
+pub struct Cache {
+    models: HashMap<String, (u64, Model)>,
+}
+
+impl Cache {
+    /// This thread's copy of `served`, made on first use of that version.
+    pub fn model(&mut self, name: &str, served: &Served) -> &mut Model {
+        let entry = self
+            .models
+            .entry(name.to_string())
+            .or_insert_with(|| (served.id, (*served.model).clone()));
+        if entry.0 != served.id {
+            *entry = (served.id, (*served.model).clone());
+        }
+        &mut entry.1
+    }
+}
 
 #[derive(Clone)]
 pub struct Workers {
@@ -20,11 +42,11 @@ pub struct Workers {
 pub struct Busy;
 
 impl Workers {
-    pub fn start(models: &Models, threads: usize, queue: usize) -> Self {
+    pub fn start(threads: usize, queue: usize) -> Self {
         let (tx, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
-            let mut own = models.clone();
+            let mut own = Cache::default();
             let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
             std::thread::Builder::new()
                 .name(format!("inference-{i}"))
@@ -60,7 +82,7 @@ impl Workers {
     /// Runs `f` on an inference thread and returns its result.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Models) -> T + Send + 'static,
+        f: impl FnOnce(&mut Cache) -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |m| {

@@ -1,79 +1,11 @@
 //! Every endpoint and every error, in process (tower `oneshot`), with the shipped models.
 
-use axum::body::{to_bytes, Body};
-use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use digits_server::workers::Models;
-use digits_server::{app, Config};
+mod common;
+
+use axum::http::StatusCode;
+use common::{eleven, get, one, png, post, router};
+use digits_server::Config;
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-fn router(config: Config) -> Router {
-    let mut models = Models::new();
-    for name in digits_model::shipped::NAMES {
-        models.insert(
-            name.to_string(),
-            digits_model::shipped::resolve(name).unwrap(),
-        );
-    }
-    app(config, models)
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    (
-        status,
-        to_bytes(res.into_body(), 64 << 20).await.unwrap().to_vec(),
-    )
-}
-
-async fn post(app: &Router, uri: &str, ctype: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let req = Request::post(uri)
-        .header(header::CONTENT_TYPE, ctype)
-        .body(Body::from(body))
-        .unwrap();
-    let (s, b) = call(app, req).await;
-    (
-        s,
-        serde_json::from_slice(&b)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&b))),
-    )
-}
-
-async fn get(app: &Router, uri: &str) -> (StatusCode, Vec<u8>) {
-    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
-}
-
-fn png(img: image::RgbaImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
-/// A "1" drawn as a browser canvas exports it: black strokes on a transparent background.
-fn one() -> Vec<u8> {
-    png(image::RgbaImage::from_fn(280, 280, |x, y| {
-        image::Rgba(if (130..150).contains(&x) && (40..240).contains(&y) {
-            [0, 0, 0, 255]
-        } else {
-            [0, 0, 0, 0]
-        })
-    }))
-}
-
-/// "11" on one line.
-fn eleven() -> Vec<u8> {
-    png(image::RgbaImage::from_fn(560, 280, |x, y| {
-        let ink = ((150..170).contains(&x) || (380..400).contains(&x)) && (40..240).contains(&y);
-        image::Rgba(if ink {
-            [0, 0, 0, 255]
-        } else {
-            [255, 255, 255, 255]
-        })
-    }))
-}
 
 #[tokio::test]
 async fn predict_an_image_with_each_model() {
@@ -276,22 +208,34 @@ async fn models_health_metrics_page_and_openapi() {
         "the page must work offline"
     );
 
-    // The OpenAPI document describes exactly the routes the server has.
+    // The OpenAPI document describes exactly the routes the server has, and every answer they
+    // give here is one it declares; the models on offer are its enum.
     let (s, b) = get(&app, "/api/openapi.json").await;
     let spec: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(s, StatusCode::OK);
-    let paths: Vec<&String> = spec["paths"].as_object().unwrap().keys().collect();
-    assert_eq!(paths.len(), 5);
-    for p in paths {
-        let method = if p.contains("predict") { "post" } else { "get" };
-        assert!(spec["paths"][p][method].is_object(), "{p}");
-        let probe = if method == "get" {
-            get(&app, p).await.0
-        } else {
-            post(&app, p, "image/png", one()).await.0
-        };
-        assert_eq!(probe, StatusCode::OK, "{p}");
+    assert_eq!(
+        spec["components"]["schemas"]["ModelName"]["enum"],
+        json!(["cnn", "ensemble", "mlp", "svm"])
+    );
+    let mut operations = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            operations += 1;
+            let probe = match method.as_str() {
+                "get" => get(&app, path).await.0,
+                "post" => post(&app, path, "image/png", one()).await.0,
+                other => panic!("{path}: unexpected method {other}"),
+            };
+            assert!(
+                op["responses"][probe.as_str()].is_object(),
+                "{method} {path} answered {probe}, which the document does not declare"
+            );
+            if path.contains("predict") || method == "get" {
+                assert_eq!(probe, StatusCode::OK, "{path}");
+            }
+        }
     }
+    assert_eq!(operations, 9);
 }
 
 #[tokio::test]
