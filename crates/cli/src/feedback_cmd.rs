@@ -23,8 +23,8 @@ pub struct FeedbackArgs {
 
 #[derive(Subcommand)]
 pub enum FeedbackCommand {
-    /// Store labelled images as corrections: a folder of 0/ .. 9/ subfolders of images, or a
-    /// CSV of file,label lines (files relative to the CSV).
+    /// Store labelled images as corrections: a folder of 0/ .. 9/ subfolders of images, a
+    /// folder with a labels.csv, or a CSV of file,label lines (files relative to the CSV).
     Import {
         source: PathBuf,
         /// The model that reads each image (its reading is stored beside the label).
@@ -51,7 +51,7 @@ pub enum FeedbackCommand {
     /// import the first, score the second with `digits realworld --dir`).
     Simulate {
         out: PathBuf,
-        #[arg(long, default_value_t = 40.0)]
+        #[arg(long, default_value_t = 45.0)]
         tilt: f32,
         #[arg(long, default_value_t = 400)]
         count: usize,
@@ -133,9 +133,13 @@ fn labelled_files(source: &Path) -> Result<Vec<(PathBuf, u8)>> {
             files.sort();
             out.extend(files.into_iter().map(|f| (f, d)));
         }
+        if out.is_empty() && source.join("labels.csv").is_file() {
+            return labelled_files(&source.join("labels.csv"));
+        }
         if out.is_empty() {
             bail!(
-                "{}: no images in 0/ .. 9/ subfolders (or give a CSV of file,label)",
+                "{}: no images in 0/ .. 9/ subfolders and no labels.csv (or give a CSV of \
+                 file,label)",
                 source.display()
             );
         }
