@@ -1,11 +1,13 @@
-// The web page as a person uses it, in Debian's Chromium: start `digits serve`, draw each digit
-// 0-9 with the mouse, read the answer the page shows; upload an image; read a number.
+// The web page as a person uses it, in Debian's Chromium: start `digits serve` with a
+// corrections database, draw each digit 0-9 with the mouse, read the answer the page shows;
+// upload an image; read a number; correct a reading and find it stored.
 // Run: npm test (DIGITS_BIN defaults to target/release/digits; CHROMIUM to /usr/bin/chromium).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -16,6 +18,8 @@ const bin = process.env.DIGITS_BIN ?? path.join(root, "target/release/digits");
 const port = 18000 + Math.floor(Math.random() * 2000);
 const url = `http://127.0.0.1:${port}/`;
 const shots = path.join(root, "target/browser");
+const tmp = mkdtempSync(path.join(os.tmpdir(), "digits-browser-"));
+const db = path.join(tmp, "feedback.sqlite");
 let server, browser, page;
 
 async function waitForServer() {
@@ -29,7 +33,7 @@ async function waitForServer() {
 }
 
 before(async () => {
-  server = spawn(bin, ["serve", "--port", String(port)], { stdio: ["ignore", "inherit", "inherit"] });
+  server = spawn(bin, ["serve", "--port", String(port), "--feedback-db", db], { stdio: ["ignore", "inherit", "inherit"] });
   await waitForServer();
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -45,7 +49,13 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.kill("SIGTERM");
+  rmSync(tmp, { recursive: true, force: true });
 });
+
+/// What the corrections database holds, as `digits feedback stats --json` says.
+function stored() {
+  return JSON.parse(execFileSync(bin, ["feedback", "--db", db, "stats", "--json"], { encoding: "utf8" }));
+}
 
 /// Draws strokes given in canvas pixels with the mouse, as a person would.
 async function draw(strokes) {
@@ -114,5 +124,42 @@ test("number mode reads several digits", async () => {
   assert.equal(await page.locator("#bars .bar").count(), 3, "a confidence bar per digit read");
   assert.equal(await page.locator("#normalized").evaluate((c) => c.width), 84, "the three digits the model saw");
   await page.screenshot({ path: path.join(shots, "page-number.png") });
+  await page.uncheck("#number-mode");
+});
+
+test("a correction is clicked and stored", async () => {
+  await page.keyboard.press("Escape");
+  assert.ok(await page.locator("#kept").isVisible(), "the page says corrections are kept");
+  assert.ok(!(await page.locator("#correct").isVisible()), "nothing to correct before an answer");
+  await draw(DIGITS[4]);
+  assert.equal(await answer(), "4");
+  // Pretend the person meant a 9: the reading is wrong, they say so.
+  await page.click("#correct-digit button[data-label='9']");
+  await page.waitForSelector("#saved:has-text('Saved')");
+  assert.match(await page.locator("#saved").textContent(), /correction #\d+/);
+  await page.screenshot({ path: path.join(shots, "page-correction.png") });
+  const s = stored();
+  assert.equal(s.records, 1);
+  assert.equal(s.by_label[9], 1);
+  assert.deepEqual(s.by_source, [["web", 1]]);
+  assert.equal(s.misread, 1, "stored beside what the model read (a 4)");
+});
+
+test("a number is corrected digit by digit", async () => {
+  await page.check("#number-mode");
+  await draw([...DIGITS[2], ...shifted(DIGITS[0], 170), ...shifted(DIGITS[7], 330)]);
+  assert.equal(await answer(), "207");
+  await page.fill("#number-text", "201");
+  await page.click("#correct-number button[type=submit]");
+  await page.waitForSelector("#saved:has-text('Saved')");
+  const s = stored();
+  assert.equal(s.records, 4);
+  assert.deepEqual([s.by_label[2], s.by_label[0], s.by_label[1]], [1, 1, 1]);
+  // A correction with the wrong number of digits is refused, and the page says why.
+  await page.fill("#number-text", "12");
+  await page.click("#correct-number button[type=submit]");
+  await page.waitForSelector("#saved.failed");
+  assert.match(await page.locator("#saved").textContent(), /Not saved: .*digit/);
+  assert.equal(stored().records, 4);
   await page.uncheck("#number-mode");
 });
