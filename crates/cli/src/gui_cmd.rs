@@ -17,6 +17,9 @@ pub struct GuiArgs {
     /// Save a PNG of the window once it has drawn, then exit (for CI and documentation).
     #[arg(long)]
     screenshot: Option<PathBuf>,
+    /// Keep the corrections you give ("Wrong? It is a ...") in this SQLite database.
+    #[arg(long, env = "DIGITS_FEEDBACK_DB")]
+    feedback_db: Option<PathBuf>,
 }
 
 #[cfg(feature = "gui")]
@@ -27,6 +30,7 @@ pub fn gui(args: GuiArgs) -> Result<()> {
         open: args.file,
         demo: args.demo,
         screenshot: args.screenshot,
+        feedback_db: args.feedback_db,
     })?;
     if let Some(path) = screenshot {
         println!(

@@ -19,6 +19,8 @@ pub struct App {
     pub canvas_rect: Option<egui::Rect>,
     last_live: f64,
     open_path: String,
+    /// The number typed to correct a number's reading.
+    number_text: String,
     normalized: Option<(Vec<f32>, TextureHandle)>,
 }
 
@@ -29,6 +31,7 @@ impl App {
             canvas_rect: None,
             last_live: 0.0,
             open_path: String::new(),
+            number_text: String::new(),
             normalized: None,
         }
     }
@@ -47,10 +50,13 @@ impl App {
     }
 
     fn shortcuts(&mut self, ui: &mut egui::Ui) {
+        // Esc and Delete belong to a text field while one is being typed in.
+        let typing = ui.ctx().memory(|m| m.focused().is_some());
         let (clear, undo, number) = ui.input_mut(|i| {
             (
-                i.consume_key(Modifiers::NONE, Key::Escape)
-                    || i.consume_key(Modifiers::NONE, Key::Delete),
+                !typing
+                    && (i.consume_key(Modifiers::NONE, Key::Escape)
+                        || i.consume_key(Modifiers::NONE, Key::Delete)),
                 i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::Z)),
                 i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::N)),
             )
@@ -125,7 +131,7 @@ impl App {
         self.canvas_rect = Some(rect);
         let scale = side / SIDE as f32;
         painter.rect_filled(rect, 4.0, Color32::WHITE);
-        if let Some((name, image)) = &self.state.opened {
+        if let Some((name, image, _)) = &self.state.opened {
             painter.text(
                 rect.left_top() + Vec2::splat(8.0),
                 egui::Align2::LEFT_TOP,
@@ -243,8 +249,49 @@ impl App {
                 ui.add_space(8.0);
                 ui.label("What the model saw (28x28 per digit):");
                 self.show_normalized(ui, pixels);
+                self.corrections(ui);
             }
         }
+    }
+
+    /// "Wrong? It is a 0 1 .. 9" (or the right number in number mode), when corrections are kept.
+    fn corrections(&mut self, ui: &mut egui::Ui) {
+        let Some(db) = self.state.corrections_db() else {
+            return;
+        };
+        let kept = format!("Corrections are kept in {}.", db.display());
+        ui.add_space(8.0);
+        if self.state.number_mode() {
+            ui.horizontal(|ui| {
+                ui.label("Wrong? It is");
+                let field = ui.add(
+                    egui::TextEdit::singleline(&mut self.number_text)
+                        .desired_width(90.0)
+                        .hint_text("the number"),
+                );
+                let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Save").clicked() || entered {
+                    let text = std::mem::take(&mut self.number_text);
+                    self.state.correct_number(&text);
+                }
+            });
+        } else {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Wrong? It is a");
+                for d in 0..10u8 {
+                    if ui.button(d.to_string()).clicked() {
+                        self.state.correct(d);
+                    }
+                }
+            });
+        }
+        match &self.state.saved {
+            Some(Ok(m)) => ui.colored_label(Color32::from_rgb(30, 130, 80), m),
+            Some(Err(e)) => {
+                ui.colored_label(Color32::from_rgb(180, 40, 40), format!("Not saved: {e}"))
+            }
+            None => ui.label(RichText::new(kept).small().color(Color32::GRAY)),
+        };
     }
 
     /// The normalised 28x28 input(s), side by side, scaled up without smoothing.

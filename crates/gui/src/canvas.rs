@@ -97,6 +97,16 @@ impl Canvas {
     }
 }
 
+impl Canvas {
+    /// The drawing as a PNG file's bytes, as it is stored with a correction.
+    pub fn png(&self) -> Result<Vec<u8>, image::ImageError> {
+        let mut out = Vec::new();
+        self.render()
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)?;
+        Ok(out)
+    }
+}
+
 /// Ink coverage of a round brush of radius `r` centred at `c` (one pixel of anti-aliasing).
 fn disk(ink: &mut [f32], n: usize, c: [f32; 2], r: f32) {
     let lo = |v: f32| (v - r - 1.0).floor().max(0.0) as usize;

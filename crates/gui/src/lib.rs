@@ -30,6 +30,8 @@ pub enum GuiError {
     Window(String),
     #[error("screenshot: {0}")]
     Screenshot(String),
+    #[error(transparent)]
+    Feedback(#[from] digits_feedback::FeedbackError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +44,8 @@ pub struct Options {
     pub demo: Option<u8>,
     /// Save a PNG of the window to this path once it has drawn, then close (CI, docs).
     pub screenshot: Option<PathBuf>,
+    /// Keep the corrections the user gives in this database.
+    pub feedback_db: Option<PathBuf>,
 }
 
 /// What the screenshot callback hands back to the app.
@@ -93,6 +97,9 @@ pub fn run(options: Options) -> Result<Option<String>, GuiError> {
         return Err(GuiError::NoDisplay);
     }
     let mut state = State::new(&options.model)?;
+    if let Some(db) = &options.feedback_db {
+        state.keep_corrections(digits_feedback::Store::open(db)?);
+    }
     if let Some(path) = &options.open {
         state.open(path);
     }

@@ -2,6 +2,7 @@
 //! model and mode, and the last reading. The UI only forwards input here and paints the result.
 
 use crate::canvas::Canvas;
+use digits_feedback::{digit_correction, number_corrections, Origin, Source, Store};
 use digits_model::recognize::{read_digit_image, read_number_image, NumberReading, Reading};
 use digits_model::{shipped, Model, ModelError};
 use digits_vision::{decode, Limits, RgbaImage};
@@ -22,10 +23,15 @@ pub struct State {
     number_mode: bool,
     models: BTreeMap<String, Model>,
     model: String,
-    /// An image opened from a file; shown and read instead of the drawing until cleared.
-    pub opened: Option<(String, RgbaImage)>,
+    /// An image opened from a file (its name, pixels and bytes); shown and read instead of the
+    /// drawing until cleared.
+    pub opened: Option<(String, RgbaImage, Vec<u8>)>,
     /// The last reading, or why there is none (a message for the user).
     pub result: Option<Result<Outcome, String>>,
+    /// Where corrections are kept, when they are.
+    feedback: Option<Store>,
+    /// What became of the last correction: "saved as #12", or why it was not.
+    pub saved: Option<Result<String, String>>,
 }
 
 impl State {
@@ -46,7 +52,19 @@ impl State {
             model: model.to_string(),
             opened: None,
             result: None,
+            feedback: None,
+            saved: None,
         })
+    }
+
+    /// Keeps the corrections the user gives in `store`.
+    pub fn keep_corrections(&mut self, store: Store) {
+        self.feedback = Some(store);
+    }
+
+    /// The database corrections go to, when they are kept.
+    pub fn corrections_db(&self) -> Option<&Path> {
+        self.feedback.as_ref().map(Store::path)
     }
 
     pub fn model_names(&self) -> impl Iterator<Item = &str> {
@@ -87,17 +105,22 @@ impl State {
         self.canvas.clear();
         self.opened = None;
         self.result = None;
+        self.saved = None;
     }
 
     /// Opens an image file (any format the pipeline reads) and reads it.
     pub fn open(&mut self, path: &Path) {
         let opened = std::fs::read(path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| decode(&bytes, &Limits::default()).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                decode(&bytes, &Limits::default())
+                    .map(|image| (image, bytes))
+                    .map_err(|e| e.to_string())
+            });
         match opened {
-            Ok(image) => {
+            Ok((image, bytes)) => {
                 self.canvas.clear();
-                self.opened = Some((path.display().to_string(), image));
+                self.opened = Some((path.display().to_string(), image, bytes));
                 self.recognise();
             }
             Err(e) => self.result = Some(Err(format!("{}: {e}", path.display()))),
@@ -106,9 +129,10 @@ impl State {
 
     /// Reads the opened image, or else the drawing, with the chosen model and mode.
     pub fn recognise(&mut self) {
+        self.saved = None;
         let drawn;
         let image = match &self.opened {
-            Some((_, image)) => image,
+            Some((_, image, _)) => image,
             None if self.canvas.is_empty() => {
                 self.result = None;
                 return;
@@ -128,6 +152,53 @@ impl State {
             read_digit_image(model, image).map(Outcome::Digit)
         };
         self.result = Some(outcome.map_err(|e| e.to_string()));
+    }
+
+    /// Stores that the digit just read is `label` (digit mode).
+    pub fn correct(&mut self, label: u8) {
+        self.store_correction(|reading, origin| match reading {
+            Outcome::Digit(r) => Ok(vec![digit_correction(r, label, origin)]),
+            Outcome::Number(_) => Err("switch off number mode to correct one digit".into()),
+        });
+    }
+
+    /// Stores that the number just read is `text` (number mode), one correction per digit.
+    pub fn correct_number(&mut self, text: &str) {
+        self.store_correction(|reading, origin| match reading {
+            Outcome::Number(n) => number_corrections(n, text, origin).map_err(|e| e.to_string()),
+            Outcome::Digit(_) => Err("switch on number mode to correct a number".into()),
+        });
+    }
+
+    fn store_correction(
+        &mut self,
+        make: impl FnOnce(&Outcome, Origin) -> Result<Vec<digits_feedback::Correction>, String>,
+    ) {
+        let saved = (|| {
+            let Some(Ok(reading)) = &self.result else {
+                return Err("there is no reading to correct".to_string());
+            };
+            let image = match &self.opened {
+                Some((_, _, bytes)) => bytes.clone(),
+                None => self.canvas.png().map_err(|e| e.to_string())?,
+            };
+            let version = self.models[&self.model].lineage().version;
+            let origin = Origin {
+                source: Source::Desktop,
+                model: self.model.clone(),
+                model_version: version,
+                image: Some(image),
+            };
+            let all = make(reading, origin)?;
+            let store = self
+                .feedback
+                .as_mut()
+                .ok_or("corrections are not kept (start with --feedback-db FILE)")?;
+            let ids = store.insert_all(&all).map_err(|e| e.to_string())?;
+            let ids: Vec<String> = ids.iter().map(|id| format!("#{id}")).collect();
+            Ok(format!("saved as correction {}, thank you", ids.join(", ")))
+        })();
+        self.saved = Some(saved);
     }
 
     /// The reading as text: the digit or number, or the message.
@@ -213,5 +284,70 @@ mod tests {
         state.open(&png);
         assert_eq!(state.answer().as_deref(), Some("4"));
         assert!(state.opened.is_some());
+    }
+
+    #[test]
+    fn corrections_are_stored_with_what_was_read() {
+        let mut state = State::new("cnn").unwrap();
+        draw(&mut state, 4);
+        state.correct(9);
+        assert!(
+            matches!(&state.saved, Some(Err(e)) if e.contains("--feedback-db")),
+            "{:?}",
+            state.saved
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("fb.sqlite");
+        state.keep_corrections(Store::open(&db).unwrap());
+        assert_eq!(state.corrections_db(), Some(db.as_path()));
+        state.correct(9);
+        assert_eq!(
+            state.saved,
+            Some(Ok("saved as correction #1, thank you".into()))
+        );
+        // "71" in number mode, corrected to "17": one correction per digit.
+        state.clear();
+        for (digit, dx) in [(7, 10.0), (1, 140.0)] {
+            for mut s in demo::strokes(digit, 12.0) {
+                s.points
+                    .iter_mut()
+                    .for_each(|p| *p = [p[0] * 0.5 + dx, p[1] * 0.5 + 70.0]);
+                state.canvas.push(s);
+            }
+        }
+        state.set_number_mode(true);
+        assert_eq!(state.answer().as_deref(), Some("71"));
+        state.correct(3);
+        assert!(matches!(&state.saved, Some(Err(e)) if e.contains("number mode")));
+        state.correct_number("1");
+        assert!(matches!(&state.saved, Some(Err(e)) if e.contains("2 were found")));
+        state.correct_number("17");
+        assert_eq!(
+            state.saved,
+            Some(Ok("saved as correction #2, #3, thank you".into()))
+        );
+
+        let records = Store::open(&db).unwrap().records().unwrap();
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.correction.label,
+                    r.correction.predicted,
+                    r.correction.source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (9, Some(4), Source::Desktop),
+                (1, Some(7), Source::Desktop),
+                (7, Some(1), Source::Desktop)
+            ]
+        );
+        let png = records[0].correction.image.as_deref().unwrap();
+        assert_eq!(image::guess_format(png).unwrap(), image::ImageFormat::Png);
     }
 }

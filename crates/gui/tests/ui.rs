@@ -8,7 +8,11 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 
 fn harness() -> Harness<'static, App> {
-    let app = App::new(State::new("cnn").expect("shipped models load"));
+    harness_with(State::new("cnn").expect("shipped models load"))
+}
+
+fn harness_with(state: State) -> Harness<'static, App> {
+    let app = App::new(state);
     let mut h = Harness::builder()
         .with_size(egui::vec2(900.0, 620.0))
         .build_ui_state(|ui, app: &mut App| app.show(ui), app);
@@ -84,4 +88,39 @@ fn buttons_shortcuts_and_model_picker_work() {
     h.get_by_label("Clear (Esc)").click();
     h.run();
     assert!(h.state().state.canvas.is_empty());
+}
+
+#[test]
+fn a_correction_is_clicked_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("feedback.sqlite");
+    let mut state = State::new("cnn").unwrap();
+    state.keep_corrections(digits_feedback::Store::open(&db).unwrap());
+    let mut h = harness_with(state);
+    draw(&mut h, 4);
+    assert_eq!(h.state().state.answer().as_deref(), Some("4"));
+    h.get_by_label_contains("Corrections are kept in");
+    // The person meant a 9.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "9")
+        .click();
+    h.run();
+    h.get_by_label("saved as correction #1, thank you");
+    let records = digits_feedback::Store::open(&db)
+        .unwrap()
+        .records()
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let c = &records[0].correction;
+    assert_eq!(
+        (c.label, c.predicted, c.source.name()),
+        (9, Some(4), "desktop")
+    );
+    assert_eq!(c.model, "cnn");
+}
+
+#[test]
+fn without_a_database_no_correction_is_offered() {
+    let mut h = harness();
+    draw(&mut h, 4);
+    assert!(h.query_by_label_contains("Wrong? It is").is_none());
 }
