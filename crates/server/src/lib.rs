@@ -374,13 +374,14 @@ fn image_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
     }
 }
 
-fn number_json(n: &digits_model::recognize::NumberReading, model: &str) -> Value {
+fn number_json(n: &digits_model::recognize::NumberReading, model: &str, version: u32) -> Value {
     json!({
         "number": n.text,
         "confidence": n.confidence,
         "uncertain": n.uncertain,
         "digits": n.digits.iter().map(reading_json).collect::<Vec<_>>(),
         "model": model,
+        "version": version,
     })
 }
 
@@ -448,6 +449,7 @@ async fn predict(
     let start = Instant::now();
     let result = async {
         let (name, served) = s.model(query(q)?.model)?;
+        let version = served.model.lineage().version;
         let input = parse_input(&headers, body, true)?;
         let limits = s.config.limits;
         let reading = s
@@ -458,6 +460,7 @@ async fn predict(
             .await?;
         let mut v = reading_json(&reading);
         v["model"] = json!(name);
+        v["version"] = json!(version);
         Ok(v)
     }
     .await;
@@ -473,6 +476,7 @@ async fn predict_number(
     let start = Instant::now();
     let result = async {
         let (name, served) = s.model(query(q)?.model)?;
+        let version = served.model.lineage().version;
         let bytes = image_body(&headers, body)?;
         let limits = s.config.limits;
         let n = s
@@ -480,7 +484,7 @@ async fn predict_number(
                 read_number(m, &bytes, &limits)
             })
             .await?;
-        Ok(number_json(&n, &name))
+        Ok(number_json(&n, &name, version))
     }
     .await;
     finish(&s, "predict_number", start, result)

@@ -325,6 +325,11 @@ async fn reload_swaps_new_versions_in_and_refuses_broken_files() {
         (json!(2), json!("models-dir"))
     );
     assert_eq!(mlp["lineage"]["base"], "mlp");
+    let (_, v) = post(&app, "/api/v1/predict?model=mlp", "image/png", one()).await;
+    assert_eq!(
+        (v["model"].clone(), v["version"].clone()),
+        (json!("mlp"), json!(2))
+    );
 
     // Nothing changed: nothing loaded.
     let (_, _, v) = reload(Some(ADMIN_SECRET)).await;
