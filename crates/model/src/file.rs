@@ -373,29 +373,43 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
 }
 
 fn encode_model(model: &Model, path: &Path) -> Result<Vec<u8>> {
+    let tensors = model_tensors(model);
     match model {
-        Model::Neural(m) => encode(
-            path,
-            KIND_NETWORK,
-            &m.meta,
-            None,
-            &network_tensors(&m.net, ""),
-        ),
-        Model::Svm(m) => encode(path, KIND_SVM, &m.meta, None, &svm_tensors(m)),
+        Model::Neural(m) => encode(path, KIND_NETWORK, &m.meta, None, &tensors),
+        Model::Svm(m) => encode(path, KIND_SVM, &m.meta, None, &tensors),
         Model::Ensemble(e) => {
             let meta = EnsembleFile {
                 ensemble: e.meta.clone(),
                 members: e.members.iter().map(|m| m.meta.clone()).collect(),
             };
-            let tensors: Vec<Tensor> = e
-                .members
-                .iter()
-                .enumerate()
-                .flat_map(|(i, m)| network_tensors(&m.net, &member_prefix(i)))
-                .collect();
             encode(path, KIND_ENSEMBLE, &meta, None, &tensors)
         }
     }
+}
+
+fn model_tensors(model: &Model) -> Vec<Tensor> {
+    match model {
+        Model::Neural(m) => network_tensors(&m.net, ""),
+        Model::Svm(m) => svm_tensors(m),
+        Model::Ensemble(e) => e
+            .members
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| network_tensors(&m.net, &member_prefix(i)))
+            .collect(),
+    }
+}
+
+/// SHA-256 of a model's weights (every tensor, by name), the same however and wherever the
+/// model was saved: it identifies a base model in a fine-tuned one's lineage. (A file's bytes
+/// do not: the header's metadata is written in no fixed order.)
+pub fn weights_sha256(model: &Model) -> String {
+    let tensors = model_tensors(model);
+    digest(
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.bytes.as_slice())),
+    )
 }
 
 const MODEL_KINDS: [&str; 3] = [KIND_NETWORK, KIND_SVM, KIND_ENSEMBLE];

@@ -12,7 +12,6 @@ use crate::train::{Observer, Progress, Trainer};
 use digits_data::{Digits, Mnist};
 use digits_nn::{Optimizer, Schedule};
 use digits_rng::Rng;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The corrections to learn from and what identifies them.
@@ -40,6 +39,10 @@ pub struct FinetuneRequest {
     pub repeats: usize,
     /// Largest fall of MNIST validation accuracy, in percentage points, a written model may have.
     pub max_mnist_drop: f32,
+    /// Largest relative rise of the MNIST validation loss (cross-entropy) a blend may have to be
+    /// preferred to a less adapted one: the loss shows forgetting that 5,000 images' accuracy
+    /// cannot resolve.
+    pub max_mnist_loss_rise: f32,
     pub seed: u64,
     /// Continue from `OUT.ckpt`.
     pub resume: bool,
@@ -48,12 +51,13 @@ pub struct FinetuneRequest {
 impl Default for FinetuneRequest {
     fn default() -> Self {
         FinetuneRequest {
-            epochs: 3,
+            epochs: 2,
             learning_rate: 3e-4,
             holdout: 0.2,
-            mnist_per_correction: 64,
-            repeats: 4,
+            mnist_per_correction: 128,
+            repeats: 6,
             max_mnist_drop: 0.1,
+            max_mnist_loss_rise: 0.1,
             seed: 1,
             resume: false,
         }
@@ -82,7 +86,7 @@ pub struct Finetuned {
 }
 
 /// Shares of the fine-tuning's change tried, most adapted first.
-const BLENDS: &[f32] = &[1.0, 0.75, 0.5, 0.35, 0.25];
+const BLENDS: &[f32] = &[1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.2];
 
 /// `model = base + share * (model - base)`, every parameter and running statistic.
 fn blend_towards(model: &mut NeuralModel, base: &NeuralModel, share: f32) {
@@ -135,7 +139,7 @@ impl FinetuneRequest {
         let lineage = Lineage {
             version: network.meta.lineage.version + 1,
             base: Some(base_name.to_string()),
-            base_sha256: Some(sha256_hex(&file::to_bytes(base)?)),
+            base_sha256: Some(file::weights_sha256(base)),
             feedback_sha256: Some(corrections.sha256.clone()),
             feedback_records: Some(corrections.digits.len() as u64),
             kept: None,
@@ -188,8 +192,9 @@ impl FinetuneRequest {
         trainer.run(&mix, observer, Some(&ckpt), None)?;
         let trained = trainer.model;
         // The fine-tuned weights are pulled back towards the base until MNIST validation
-        // accuracy holds (weight-space interpolation, as in WiSE-FT): the most adapted blend
-        // within the margin, chosen on validation images only.
+        // accuracy and loss hold (weight-space interpolation, as in WiSE-FT): the most adapted
+        // blend within both margins, else the least adapted; chosen on validation images only.
+        let loss_limit = before.mnist_validation.loss * (1.0 + self.max_mnist_loss_rise);
         let mut chosen = None;
         for &share in BLENDS {
             let mut blend = trained.clone();
@@ -198,16 +203,18 @@ impl FinetuneRequest {
             let mnist = evaluate(&mut blend, &split.validation);
             let drop = (before.mnist_validation.accuracy - mnist.accuracy) * 100.0;
             observer.note(&format!(
-                "{:.0}% of the fine-tuning kept: MNIST validation {:.2}% ({drop:+.2} points down)",
+                "{:.0}% of the fine-tuning kept: MNIST validation {:.2}% ({drop:+.2} points \
+                 down), loss {:.4} (base {:.4})",
                 share * 100.0,
-                100.0 * mnist.accuracy
+                100.0 * mnist.accuracy,
+                mnist.loss,
+                before.mnist_validation.loss
             ));
+            let holds = drop <= self.max_mnist_drop && mnist.loss <= loss_limit;
             let last = share == BLENDS[BLENDS.len() - 1];
-            if drop <= self.max_mnist_drop || last {
+            if holds || last {
                 chosen = Some((blend, mnist, drop, share));
-                if drop <= self.max_mnist_drop {
-                    break;
-                }
+                break;
             }
         }
         let (mut tuned, mnist, drop, share) = chosen.expect("BLENDS is not empty");
@@ -304,13 +311,6 @@ pub fn tilted_writer(
     ))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The lineage's short form for people: `v2 (from cnn, 300 corrections)`.
 pub fn describe(lineage: &Lineage) -> String {
     match (&lineage.base, lineage.feedback_records) {
@@ -366,5 +366,135 @@ mod tests {
         l.base = Some("cnn".into());
         l.feedback_records = Some(300);
         assert_eq!(describe(&l), "v2 (from cnn, 300 corrections)");
+    }
+
+    /// Two blob classes (left, right), `n` images.
+    fn blobs(n: usize, seed: u64) -> Digits {
+        let mut rng = Rng::new(seed);
+        let mut images = vec![0u8; n * 784];
+        let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
+        for (i, &label) in labels.iter().enumerate() {
+            let x0 = if label == 0 { 4 } else { 16 };
+            for y in 8..20 {
+                for x in x0..x0 + 8 {
+                    images[i * 784 + y * 28 + x] = (150.0 + 100.0 * rng.uniform()) as u8;
+                }
+            }
+        }
+        Digits::new(images, labels)
+    }
+
+    /// A small trained network, its data, and corrections for it.
+    fn setup() -> (Model, Mnist, Corrections) {
+        let data = Mnist {
+            train: blobs(300, 1),
+            test: blobs(60, 2),
+        };
+        let held_out = digits_data::split::HeldOut {
+            seed: 1,
+            images: 60,
+            pool: 300,
+        };
+        let split = held_out.apply(&data.train).unwrap();
+        let config = crate::TrainConfig {
+            epochs: 1,
+            batch_size: 32,
+            ..crate::Architecture::Mlp.default_training()
+        };
+        let mut t = Trainer::new(crate::Architecture::Mlp, config, 1);
+        t.run(&split, &mut (), None, None).unwrap();
+        let mut base = t.finish(&split.validation);
+        base.meta.held_out = held_out;
+        let corrections = Corrections {
+            digits: blobs(40, 3),
+            sha256: "first".into(),
+        };
+        (Model::Neural(base), data, corrections)
+    }
+
+    /// Stops a run after `after` batches, as Ctrl+C or a killed process would.
+    struct StopAfter(usize);
+
+    impl Observer for StopAfter {
+        fn batch(&mut self, _: usize, _: usize, _: usize, _: f32, _: f32) {
+            self.0 = self.0.saturating_sub(1);
+        }
+        fn interrupted(&mut self) -> bool {
+            self.0 == 0
+        }
+    }
+
+    fn weights(path: &Path) -> Vec<f32> {
+        let Model::Neural(m) = file::load(path).unwrap() else {
+            panic!("a network")
+        };
+        m.net.params().flat_map(|p| p.value.clone()).collect()
+    }
+
+    #[test]
+    fn an_interrupted_finetuning_resumes_to_the_same_model_and_only_its_own() {
+        let (base, data, corrections) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let request = FinetuneRequest {
+            epochs: 2,
+            repeats: 2,
+            mnist_per_correction: 2,
+            max_mnist_drop: 100.0,
+            max_mnist_loss_rise: 100.0,
+            ..Default::default()
+        };
+        let straight = dir.path().join("straight.safetensors");
+        let done = request
+            .run(&base, "toy", &corrections, &data, &straight, &mut ())
+            .unwrap();
+        assert!(done.written.is_some() && done.refused.is_none());
+        let lineage = done.written.unwrap().0.lineage().clone();
+        assert_eq!(lineage.version, 2);
+        assert_eq!(lineage.base_sha256, Some(file::weights_sha256(&base)));
+        assert_eq!(lineage.feedback_sha256.as_deref(), Some("first"));
+
+        let out = dir.path().join("resumed.safetensors");
+        let ckpt = dir.path().join("resumed.safetensors.ckpt");
+        // Stopped in the second epoch: the first epoch's checkpoint is kept, no model written.
+        let batches_per_epoch = (32usize * 2 + 32 * 2).div_ceil(32);
+        let stopped = request.run(
+            &base,
+            "toy",
+            &corrections,
+            &data,
+            &out,
+            &mut StopAfter(batches_per_epoch + 1),
+        );
+        assert!(
+            matches!(stopped, Err(ModelError::Interrupted)),
+            "{:?}",
+            stopped.err()
+        );
+        assert!(ckpt.exists() && !out.exists());
+
+        // Other corrections may not continue it.
+        let other = Corrections {
+            sha256: "second".into(),
+            ..corrections.clone()
+        };
+        let resume = FinetuneRequest {
+            resume: true,
+            ..request.clone()
+        };
+        let refused = resume.run(&base, "toy", &other, &data, &out, &mut ());
+        assert!(
+            matches!(&refused, Err(ModelError::Invalid { problem, .. }) if problem.contains("other corrections")),
+            "{:?}",
+            refused.err()
+        );
+
+        resume
+            .run(&base, "toy", &corrections, &data, &out, &mut ())
+            .unwrap();
+        assert!(
+            !ckpt.exists(),
+            "the checkpoint is removed once the model is written"
+        );
+        assert_eq!(weights(&out), weights(&straight));
     }
 }

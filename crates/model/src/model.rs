@@ -49,7 +49,7 @@ pub struct ModelMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub version: u32,
-    /// The base model: its name or file, and the SHA-256 of its file contents.
+    /// The base model: its name or file, and the SHA-256 of its weights ([`crate::file::weights_sha256`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,26 +24,26 @@ pub struct Served {
     /// The file it came from in the models folder (shipped models have none).
     pub file: Option<PathBuf>,
     /// SHA-256 of the file's contents: a reload swaps in only files whose contents changed.
-    pub sha256: String,
+    pub file_sha256: String,
+    /// SHA-256 of the weights: what a fine-tuned model's lineage names as its base.
+    pub weights_sha256: String,
     pub(crate) id: u64,
 }
 
 impl Served {
-    pub fn new(model: Model, file: Option<PathBuf>, sha256: String) -> Self {
+    pub fn new(model: Model, file: Option<PathBuf>, file_sha256: String) -> Self {
         Served {
+            weights_sha256: file::weights_sha256(&model),
             model: Arc::new(model),
             file,
-            sha256,
+            file_sha256,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// A model held in memory (its file contents hashed as they would be written).
+    /// A model held in memory, not read from the models folder.
     pub fn in_memory(model: Model) -> Self {
-        let sha = file::to_bytes(&model)
-            .map(|b| sha256_hex(&b))
-            .unwrap_or_default();
-        Served::new(model, None, sha)
+        Served::new(model, None, String::new())
     }
 }
 
@@ -149,7 +149,7 @@ impl Catalogue {
                 }
             };
             let sha = sha256_hex(&bytes);
-            if self.models.get(name).is_some_and(|s| s.sha256 == sha) {
+            if self.models.get(name).is_some_and(|s| s.file_sha256 == sha) {
                 report.unchanged.push(name.clone());
                 continue;
             }
@@ -212,7 +212,7 @@ impl Catalogue {
                     "version": lineage.version,
                     "lineage": lineage,
                     "description": describe(lineage),
-                    "sha256": s.sha256,
+                    "sha256": s.weights_sha256,
                     "source": if s.file.is_some() { "models-dir" } else { "shipped" },
                 })
             })
