@@ -87,8 +87,24 @@ impl Default for Rate {
     }
 }
 
-/// Clients tracked at most; beyond it the ones with full buckets are forgotten.
+/// Clients tracked at most; beyond it the ones with full buckets are forgotten, and while all
+/// are busy a new client waits: the table's memory is bounded whatever the addresses.
 const MAX_CLIENTS: usize = 10_000;
+
+/// The bucket a client address draws from: an IPv6 client by its /64 (one subscriber's
+/// network; one host has many addresses in it), an IPv4 one by its address.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
 
 /// A token bucket per client address.
 pub struct Limiter {
@@ -106,14 +122,18 @@ impl Limiter {
 
     /// Takes one request from `client`'s bucket, or says how long until it may try again.
     pub fn take(&self, client: IpAddr) -> Result<(), Duration> {
+        let client = client_key(client);
         let now = Instant::now();
         let per_second = f64::from(self.rate.per_minute.max(1)) / 60.0;
         let burst = f64::from(self.rate.burst.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_CLIENTS {
+        if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&client) {
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst
             });
+            if buckets.len() >= MAX_CLIENTS {
+                return Err(Duration::from_secs_f64(1.0 / per_second));
+            }
         }
         let (tokens, at) = buckets.entry(client).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
@@ -168,5 +188,26 @@ mod tests {
         let wait = l.take(a).unwrap_err();
         assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
         l.take(b).unwrap();
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_ipv6_hosts_share_their_network() {
+        let l = Limiter::new(Rate {
+            per_minute: 1,
+            burst: 1,
+        });
+        // One host rotating through its /64 is one client.
+        l.take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(l.take("2001:db8:1:2::ffff".parse().unwrap()).is_err());
+        assert!(l.take("::ffff:10.0.0.9".parse().unwrap()).is_ok());
+        assert!(l.take("10.0.0.9".parse().unwrap()).is_err());
+        // Every bucket busy: a new client waits instead of growing the table.
+        for i in 0..MAX_CLIENTS as u32 {
+            let _ = l.take(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+        }
+        let full = l.buckets.lock().unwrap().len();
+        assert!(full <= MAX_CLIENTS, "{full}");
+        assert!(l.take("192.0.2.1".parse().unwrap()).is_err());
+        assert!(l.buckets.lock().unwrap().len() <= MAX_CLIENTS);
     }
 }
