@@ -22,6 +22,8 @@ printf '%s\n' "$DIGITS_ADMIN_TOKEN" >"$tmp/admin.token"
   >"$tmp/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$tmp"' EXIT
+# Run from the temporary folder, so that schemathesis' cache goes with it.
+cd "$tmp"
 "$venv/bin/schemathesis" --config-file "$root/tests/api/schemathesis.toml" run \
   "http://127.0.0.1:$port/api/openapi.json" --wait-for-schema 30 --checks all \
   --max-examples "$examples" --workers 2 --seed 1
