@@ -1,7 +1,7 @@
 //! `digits feedback`: the corrections database from the command line (import a labelled
 //! folder, see what it holds, export it, delete a record, check the file).
 
-use crate::predict_cmd::IMAGE_EXTENSIONS;
+use crate::predict_cmd::image_files;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use digits_data::{DataDir, Digits};
@@ -121,17 +121,9 @@ fn labelled_files(source: &Path) -> Result<Vec<(PathBuf, u8)>> {
             if !sub.is_dir() {
                 continue;
             }
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&sub)
-                .with_context(|| format!("cannot read {}", sub.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                    })
-                })
-                .collect();
-            files.sort();
-            out.extend(files.into_iter().map(|f| (f, d)));
+            let entries = std::fs::read_dir(&sub)
+                .with_context(|| format!("cannot read {}", sub.display()))?;
+            out.extend(image_files(entries).into_iter().map(|f| (f, d)));
         }
         if out.is_empty() && source.join("labels.csv").is_file() {
             return labelled_files(&source.join("labels.csv"));

@@ -41,8 +41,21 @@ pub struct PredictArgs {
     number: bool,
 }
 
-pub(crate) const IMAGE_EXTENSIONS: [&str; 8] =
-    ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
+const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
+
+/// The image files of a folder's listing, by name.
+pub(crate) fn image_files(entries: std::fs::ReadDir) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| {
+            f.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    files
+}
 
 /// Expands folders into the image files they hold (sorted), keeping files and `-` as given.
 fn expand(inputs: &[String]) -> Vec<Result<String, String>> {
@@ -51,18 +64,11 @@ fn expand(inputs: &[String]) -> Vec<Result<String, String>> {
         let p = Path::new(i);
         if i != "-" && p.is_dir() {
             match std::fs::read_dir(p) {
-                Ok(entries) => {
-                    let mut files: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| {
-                            f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                                IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                            })
-                        })
-                        .collect();
-                    files.sort();
-                    out.extend(files.into_iter().map(|f| Ok(f.display().to_string())));
-                }
+                Ok(entries) => out.extend(
+                    image_files(entries)
+                        .into_iter()
+                        .map(|f| Ok(f.display().to_string())),
+                ),
                 Err(e) => out.push(Err(format!("{i}: {e}"))),
             }
         } else {

@@ -224,6 +224,18 @@ mod tests {
         state.recognise();
     }
 
+    /// A 7 and a 1 side by side, each at half size: "71" in number mode.
+    fn draw_seventy_one(state: &mut State) {
+        for (digit, dx) in [(7, 10.0), (1, 140.0)] {
+            for mut s in demo::strokes(digit, 12.0) {
+                s.points
+                    .iter_mut()
+                    .for_each(|p| *p = [p[0] * 0.5 + dx, p[1] * 0.5 + 70.0]);
+                state.canvas.push(s);
+            }
+        }
+    }
+
     #[test]
     fn every_drawn_digit_is_read_by_every_shipped_model() {
         let mut state = State::new("cnn").unwrap();
@@ -246,15 +258,7 @@ mod tests {
     fn undo_clear_number_mode_and_bad_files() {
         let mut state = State::new("cnn").unwrap();
         assert_eq!(state.answer(), None, "an empty canvas is not read");
-        // A 7 and a 1 side by side, each at half size: "71" in number mode.
-        for (digit, dx) in [(7, 10.0), (1, 140.0)] {
-            for mut s in demo::strokes(digit, 12.0) {
-                s.points
-                    .iter_mut()
-                    .for_each(|p| *p = [p[0] * 0.5 + dx, p[1] * 0.5 + 70.0]);
-                state.canvas.push(s);
-            }
-        }
+        draw_seventy_one(&mut state);
         state.set_number_mode(true);
         assert_eq!(state.answer().as_deref(), Some("71"));
         state.undo();
@@ -308,14 +312,7 @@ mod tests {
         );
         // "71" in number mode, corrected to "17": one correction per digit.
         state.clear();
-        for (digit, dx) in [(7, 10.0), (1, 140.0)] {
-            for mut s in demo::strokes(digit, 12.0) {
-                s.points
-                    .iter_mut()
-                    .for_each(|p| *p = [p[0] * 0.5 + dx, p[1] * 0.5 + 70.0]);
-                state.canvas.push(s);
-            }
-        }
+        draw_seventy_one(&mut state);
         state.set_number_mode(true);
         assert_eq!(state.answer().as_deref(), Some("71"));
         state.correct(3);
