@@ -16,7 +16,7 @@ library as the ``digits`` command line, web app and desktop app.
 from __future__ import annotations
 
 from . import mnist
-from ._digits import NumberReading, Reading, build_info
+from ._digits import NumberReading, Reading, build_info, precision, set_precision
 from ._model import Model, load_model
 from ._read import ReadError, read, read_many, read_number
 from ._train import evaluate, train
@@ -30,9 +30,11 @@ __all__ = [
     "evaluate",
     "load_model",
     "mnist",
+    "precision",
     "read",
     "read_many",
     "read_number",
+    "set_precision",
     "train",
 ]
 __version__ = "0.1.0"

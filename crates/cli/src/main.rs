@@ -27,9 +27,10 @@ struct Cli {
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Arithmetic of the networks' convolutions when they predict: bf16 multiplies in
-    /// bfloat16 with f32 sums where the CPU has AVX-512 BF16 (about twice as fast; f32
-    /// elsewhere), f32 throughout otherwise. Training is always f32.
-    #[arg(long, global = true, value_enum, default_value_t = PrecisionArg::Bf16, env = "DIGITS_PRECISION")]
+    /// bfloat16 with f32 sums where the CPU has AVX-512 BF16 (f32 elsewhere), f32 throughout
+    /// otherwise; auto takes whichever is faster on this CPU (`digits bench predict` says
+    /// which and why). Training is always f32.
+    #[arg(long, global = true, value_enum, default_value_t = PrecisionArg::Auto, env = "DIGITS_PRECISION")]
     precision: PrecisionArg,
     #[command(subcommand)]
     command: Command,
@@ -37,6 +38,7 @@ struct Cli {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum PrecisionArg {
+    Auto,
     Bf16,
     F32,
 }
@@ -50,6 +52,8 @@ enum Command {
     Train(model_cmd::TrainArgs),
     /// Combine trained networks into one ensemble model.
     Ensemble(model_cmd::EnsembleArgs),
+    /// Write a network or ensemble as an ONNX file, for ONNX Runtime and other engines.
+    Export(model_cmd::ExportArgs),
     /// Evaluate a model on the MNIST test set (or the held-out validation digits).
     Eval(model_cmd::EvalArgs),
     /// Read the digit (or with --number, the number) in image files.
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!(threads > 0, "--threads must be at least 1");
     digits_model::set_precision(match cli.precision {
+        PrecisionArg::Auto => digits_model::Precision::Auto,
         PrecisionArg::Bf16 => digits_model::Precision::Bf16,
         PrecisionArg::F32 => digits_model::Precision::F32,
     });
@@ -134,6 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => data_cmd::run(cmd, data_dir()?),
         Command::Train(args) => model_cmd::train(args, data_dir()?),
         Command::Ensemble(args) => model_cmd::ensemble(args, data_dir()?),
+        Command::Export(args) => model_cmd::export(args),
         Command::Eval(args) => model_cmd::eval(args, data_dir()?),
         Command::Predict(args) => predict_cmd::predict(args, threads),
         Command::Realworld(args) => predict_cmd::realworld(args, data_dir()?, threads),

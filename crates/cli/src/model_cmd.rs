@@ -372,6 +372,29 @@ pub struct EvalArgs {
     json: bool,
 }
 
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A model file, or the name of a shipped model (cnn, ensemble, mlp).
+    model: String,
+    /// Where to write the ONNX file (opset 17; input `pixels` N x 1 x 28 x 28, bytes / 255;
+    /// outputs `logits` and `probabilities`, N x 10).
+    #[arg(long, value_name = "FILE")]
+    onnx: PathBuf,
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let model = shipped::resolve(&args.model)?;
+    let bytes = digits_model::onnx::save(&model, &args.onnx)?;
+    println!(
+        "wrote {} ({} model, {:.1} MB, ONNX opset 17): input `pixels` N x 1 x 28 x 28 (bytes / 255), \
+         outputs `logits` and `probabilities` N x 10",
+        args.onnx.display(),
+        model.kind(),
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
 pub fn parse_source(s: &str) -> Result<DigitSource, String> {
     DigitSource::parse(s).ok_or_else(|| format!("unknown source '{s}' (choose test or validation)"))
 }
@@ -398,7 +421,7 @@ fn print_evaluation(name: &str, source: DigitSource, e: &Evaluation) {
     };
     println!(
         "{name} ({} arithmetic){on}: accuracy {:.2}% ({} errors of {}), loss {:.4}, calibration error {:.2}%",
-        digits_model::precision().effective().name(),
+        digits_model::model::precision_in_use().0,
         100.0 * e.accuracy,
         e.errors,
         e.images,
@@ -550,16 +573,26 @@ pub fn bench(cmd: BenchCommand, dir: DataDir, threads: usize) -> Result<()> {
             let mut images = vec![0f32; n * PIXELS];
             digits_data::normalize_into(&test.images[..n * PIXELS], &mut images);
             let bulk_ips = bulk_images_per_second(&mut m, &images, 5);
+            let (precision, why) = digits_model::model::precision_in_use();
             if json {
                 println!(
                     "{}",
                     serde_json::json!({"model": model, "threads": threads, "stages": stages,
                         "bulk_images": n, "bulk_images_per_second": bulk_ips,
-                        "precision": digits_model::precision().effective().name()})
+                        "precision": precision, "precision_why": why,
+                        "setting": digits_model::precision().name()})
                 );
             } else {
-                let precision = digits_model::precision().effective().name();
                 println!("{model} ({threads} threads, {precision}), medians of {runs} runs:");
+                let setting = digits_model::precision().name();
+                if why[0] == why[1] {
+                    println!("  precision: {setting}: {}", why[0]);
+                } else {
+                    println!(
+                        "  precision: {setting}: one image: {}; batches: {}",
+                        why[0], why[1]
+                    );
+                }
                 println!("  decode     {:>9.1} us", stages.decode_us);
                 println!("  ink map    {:>9.1} us", stages.ink_us);
                 println!("  normalize  {:>9.1} us", stages.normalize_us);

@@ -29,7 +29,7 @@ pub struct EnsembleMeta {
 }
 
 /// The one-pixel moves read besides the image itself when `shifted_views` is on.
-const SHIFTS: [(isize, isize); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
+pub(crate) const SHIFTS: [(isize, isize); 4] = [(-1, 0), (1, 0), (0, -1), (0, 1)];
 
 /// `images` (n x 784) followed by each of them moved by each of `SHIFTS`, blank where the move
 /// uncovers the border.

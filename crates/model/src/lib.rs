@@ -10,6 +10,7 @@ pub mod finetune;
 pub mod folder;
 pub mod judge;
 pub mod model;
+pub mod onnx;
 pub mod recipe;
 pub mod recognize;
 pub mod shipped;

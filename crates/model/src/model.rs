@@ -154,6 +154,21 @@ pub trait Classify {
     }
 }
 
+/// What networks compute in now, for one image and for the batches [`Classify::logits`] runs,
+/// with the reason for each (`digits bench predict` prints them): "bf16", or "bf16 (one image),
+/// f32 (batches)" where they differ.
+pub fn precision_in_use() -> (String, [&'static str; 2]) {
+    let setting = crate::precision();
+    let (one, why_one) = setting.choose(1);
+    let (bulk, why_bulk) = setting.choose(PREDICT_BATCH);
+    let name = if one == bulk {
+        one.name().to_string()
+    } else {
+        format!("{} (one image), {} (batches)", one.name(), bulk.name())
+    };
+    (name, [why_one, why_bulk])
+}
+
 /// A neural network (CNN or MLP) with its metadata.
 #[derive(Debug, Clone)]
 pub struct NeuralModel {

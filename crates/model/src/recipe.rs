@@ -476,6 +476,6 @@ pub fn evaluation_json(
     v["model"] = serde_json::json!(name);
     v["source"] = serde_json::json!(source.name());
     v["architecture"] = serde_json::json!(model.kind());
-    v["precision"] = serde_json::json!(crate::precision().effective().name());
+    v["precision"] = serde_json::json!(crate::model::precision_in_use().0);
     v
 }

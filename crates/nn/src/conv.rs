@@ -1000,7 +1000,7 @@ impl Linear<DenseRows> {
     /// where this CPU has it.
     pub(crate) fn infer(&mut self, x: &[f32], y: &mut [f32], batch: usize, precision: Precision) {
         let (k, n) = (self.rows.inputs, self.rows.units);
-        if batch == 1 && precision.effective() == Precision::Bf16 {
+        if batch == 1 && precision.resolve(batch) == Precision::Bf16 {
             let w = self.prepared.pairs(&self.core.w.value, n);
             if gemv::product_bf16(&x[..k], w, n, &mut y[..n]) {
                 return self.core.finish_rows(&mut y[..n]);

@@ -8,50 +8,99 @@
 
 use crate::conv::{Conv2d, Dense};
 use crate::layer::{Ctx, Layer, Mode, Shape};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The arithmetic of Winograd convolutions in evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
+    /// Whichever of the two is faster on this CPU for the batch at hand ([`Precision::choose`]).
+    #[default]
+    Auto,
     /// bfloat16 products with f32 sums where the CPU has AVX-512 BF16 (twice the multiplies
     /// of f32 per instruction); f32 elsewhere. Inputs, outputs and every sum stay f32.
-    #[default]
     Bf16,
     /// f32 throughout.
     F32,
 }
 
+/// From this many images a batch is read in f32 on Intel CPUs under [`Precision::Auto`].
+pub const INTEL_F32_BATCH: usize = 16;
+
 impl Precision {
-    /// What this precision computes in on this CPU.
-    pub fn effective(self) -> Precision {
-        if crate::fastconv::avx512_bf16() {
-            self
-        } else {
-            Precision::F32
+    pub const ALL: [Precision; 3] = [Precision::Auto, Precision::Bf16, Precision::F32];
+
+    /// What a batch of `batch` images computes in on this CPU at this setting, and why.
+    ///
+    /// The rule for `Auto` is what was measured (`bench/peers/infer_speed.sh`, BENCHMARKS.md):
+    /// on AMD Zen 4 and Zen 5 bf16 reads one image and batches faster than f32 (by 1.4-1.6x
+    /// for batches on Zen 4); on the Intel Xeon with AVX-512 BF16 and AMX bf16 was faster for
+    /// one image but f32 faster for batches (7,400-8,000 against 6,100-6,400 images/s).
+    pub fn choose(self, batch: usize) -> (Precision, &'static str) {
+        if !crate::fastconv::avx512_bf16() {
+            return (Precision::F32, "this CPU has no AVX-512 BF16");
         }
+        match self {
+            Precision::Bf16 => (Precision::Bf16, "asked for"),
+            Precision::F32 => (Precision::F32, "asked for"),
+            Precision::Auto if intel() && batch >= INTEL_F32_BATCH => (
+                Precision::F32,
+                "Intel CPU: f32 reads batches faster than bf16 there",
+            ),
+            Precision::Auto if intel() => (
+                Precision::Bf16,
+                "Intel CPU with AVX-512 BF16: bf16 reads one image faster there",
+            ),
+            Precision::Auto => (
+                Precision::Bf16,
+                "AVX-512 BF16: bf16 reads one image and batches faster than f32 here",
+            ),
+        }
+    }
+
+    /// What a batch of `batch` images computes in: [`Precision::Bf16`] or [`Precision::F32`].
+    pub fn resolve(self, batch: usize) -> Precision {
+        self.choose(batch).0
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Precision::Auto => "auto",
             Precision::Bf16 => "bf16",
             Precision::F32 => "f32",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Precision> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
-static F32_ONLY: AtomicBool = AtomicBool::new(false);
+#[cfg(target_arch = "x86_64")]
+fn intel() -> bool {
+    let id = std::arch::x86_64::__cpuid(0);
+    let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    vendor == b"GenuineIntel"
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn intel() -> bool {
+    false
+}
+
+static PRECISION: AtomicU8 = AtomicU8::new(0);
 
 /// The precision [`crate::Network::predict`] uses from now on, in every network.
 pub fn set_precision(precision: Precision) {
-    F32_ONLY.store(precision == Precision::F32, Ordering::Relaxed);
+    let index = Precision::ALL.iter().position(|p| *p == precision);
+    PRECISION.store(index.unwrap_or(0) as u8, Ordering::Relaxed);
 }
 
+/// The setting (`Auto` unless changed); [`Precision::resolve`] says what a batch computes in.
 pub fn precision() -> Precision {
-    if F32_ONLY.load(Ordering::Relaxed) {
-        Precision::F32
-    } else {
-        Precision::Bf16
-    }
+    Precision::ALL[PRECISION.load(Ordering::Relaxed) as usize]
 }
 
 /// One step of a [`Plan`].
@@ -138,10 +187,6 @@ impl Plan {
             steps,
             shapes,
         }
-    }
-
-    pub(crate) fn precision(&self) -> Precision {
-        self.precision
     }
 
     /// Outputs for the `batch` samples in `input`, split over `groups` threads.
@@ -236,7 +281,37 @@ mod tests {
                 }
             }
         }
-        net.plan.as_ref().expect("predicted").steps.len()
+        net.plans
+            .iter()
+            .flatten()
+            .next()
+            .expect("predicted")
+            .steps
+            .len()
+    }
+
+    #[test]
+    fn each_setting_resolves_to_an_arithmetic_this_cpu_has() {
+        let bf16 = crate::fastconv::avx512_bf16();
+        for batch in [1, INTEL_F32_BATCH - 1, INTEL_F32_BATCH, 1000] {
+            assert_eq!(Precision::F32.resolve(batch), Precision::F32);
+            let want = if bf16 {
+                Precision::Bf16
+            } else {
+                Precision::F32
+            };
+            assert_eq!(Precision::Bf16.resolve(batch), want);
+            let (auto, why) = Precision::Auto.choose(batch);
+            assert_ne!(auto, Precision::Auto, "{why}");
+            assert!(bf16 || auto == Precision::F32);
+            // bf16 reads one image faster on every CPU measured that has it.
+            if batch == 1 {
+                assert_eq!(auto, want, "{why}");
+            }
+        }
+        for p in Precision::ALL {
+            assert_eq!(Precision::parse(p.name()), Some(p));
+        }
     }
 
     #[test]

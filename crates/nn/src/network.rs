@@ -37,9 +37,9 @@ pub struct Network {
     /// mask on their gradients in its backward pass: two passes over 5 MB each way on the
     /// reference CNN, 2% of its step.
     pub(crate) dropped: Vec<bool>,
-    /// The evaluation-mode layers folded for [`Network::predict`], built on first use after
-    /// the weights last changed.
-    pub(crate) plan: Option<Plan>,
+    /// The evaluation-mode layers folded for [`Network::predict`] in bf16 and in f32, each
+    /// built on first use after the weights last changed.
+    pub(crate) plans: [Option<Box<Plan>>; 2],
     #[cfg(test)]
     pub(crate) want_input_grad: bool,
 }
@@ -87,7 +87,7 @@ impl Network {
             acts: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
             batch: 0,
-            plan: None,
+            plans: [None, None],
             #[cfg(test)]
             want_input_grad: false,
         })
@@ -246,14 +246,10 @@ impl Network {
     /// evaluation mode, up to rounding.
     pub fn predict_at(&mut self, inputs: &[f32], batch: usize, precision: Precision) -> &[f32] {
         let n = batch * self.input.len();
-        if self
-            .plan
-            .as_ref()
-            .is_none_or(|p| p.precision() != precision)
-        {
-            self.plan = Some(Plan::new(self.input, &self.layers, precision));
-        }
-        let plan = self.plan.as_mut().expect("built above");
+        let precision = precision.resolve(batch);
+        let slot = usize::from(precision == Precision::F32);
+        let plan = self.plans[slot]
+            .get_or_insert_with(|| Box::new(Plan::new(self.input, &self.layers, precision)));
         plan.run(&inputs[..n], batch, rayon::current_num_threads())
     }
 
@@ -262,7 +258,7 @@ impl Network {
     }
 
     pub fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
-        self.plan = None;
+        self.plans = [None, None];
         self.layers.iter_mut().flat_map(|l| l.params_mut())
     }
 

@@ -173,6 +173,12 @@ impl NativeModel {
         })
     }
 
+    /// Writes the network or ensemble as an ONNX file (opset 17), atomically; returns its size.
+    fn export_onnx(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        py.detach(|| digits_model::onnx::save(&self.model(), &path))
+            .map_err(model_error)
+    }
+
     /// Writes the model atomically (a model file any front end loads).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| file::save(&self.model(), &path))
@@ -670,6 +676,25 @@ fn fit(
     })
 }
 
+/// Sets the arithmetic of every network's predictions from now on: "auto" (the default: the
+/// faster of the two on this CPU), "bf16" (bfloat16 products where the CPU has them) or "f32".
+#[pyfunction]
+fn set_precision(name: &str) -> PyResult<()> {
+    let precision = digits_model::Precision::parse(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown precision '{name}' (choose auto, bf16 or f32)"
+        ))
+    })?;
+    digits_model::set_precision(precision);
+    Ok(())
+}
+
+/// The setting: "auto", "bf16" or "f32" (`build_info["precision"]` says what it computes in).
+#[pyfunction]
+fn precision() -> &'static str {
+    digits_model::precision().name()
+}
+
 /// Names of the shipped models.
 #[pyfunction]
 fn shipped_models() -> Vec<&'static str> {
@@ -685,8 +710,10 @@ fn _digits(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(shipped_models, m)?)?;
+    m.add_function(wrap_pyfunction!(set_precision, m)?)?;
+    m.add_function(wrap_pyfunction!(precision, m)?)?;
     let info = PyDict::new(m.py());
-    info.set_item("precision", digits_model::precision().effective().name())?;
+    info.set_item("precision", digits_model::model::precision_in_use().0)?;
     m.add("build_info", info)?;
     Ok(())
 }
