@@ -170,11 +170,13 @@ def bench_many(a, rounds, n=1500):
         paths = write_canvases(folder, n)
         model = digits.load_model("cnn")
         digits.read_many(paths[:50], model)
+        # Each figure is the best of three passes: a pass the machine's other work slowed
+        # (single passes of the same work moved by 1.4x within a minute) is not our speed.
         for r in range(1, rounds + 1):
-            one = n / best_time(lambda: digits.read_many(paths, model, threads=1), repeat=1)
-            two = n / best_time(lambda: digits.read_many(paths, model, threads=2), repeat=1)
-            cli1 = n / best_time(lambda: cli(1, "predict", folder), repeat=1)
-            cli2 = n / best_time(lambda: cli(2, "predict", folder), repeat=1)
+            one = n / best_time(lambda: digits.read_many(paths, model, threads=1))
+            two = n / best_time(lambda: digits.read_many(paths, model, threads=2))
+            cli1 = n / best_time(lambda: cli(1, "predict", folder))
+            cli2 = n / best_time(lambda: cli(2, "predict", folder))
             rows.append({"read_many_1": one, "read_many_2": two, "cli_1": cli1, "cli_2": cli2})
             print(
                 f"many round {r}: read_many 1 thread {one:5.0f}/s, 2 threads {two:5.0f}/s "
