@@ -454,11 +454,16 @@ fn real_images_from_other_projects_are_read_no_worse_than_today() {
         dev.to_str().unwrap(),
         "--json",
     ]));
-    // Today's floor, 233 of 239 (97.5%; 226 before small canvases kept their light strokes);
-    // the reader's goal there is 99% with no error at 95% confidence or more (the issue on
-    // real photos and drawings), and this bar rises with it.
-    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 233, "{v}");
-    assert!(v["confident_errors"].as_u64().unwrap() <= 3, "{v}");
+    // Today's floor, 235 of 239 (98.3%; 233 before far specks were left out of the ink box,
+    // 226 before small canvases kept their light strokes); the reader's goal there is 99% with
+    // no error at 95% confidence or more (the issue on real photos and drawings), and this bar
+    // rises with it. Every photo is read since the specks change.
+    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 235, "{v}");
+    assert_eq!(
+        v["kinds"]["photo"]["correct"], v["kinds"]["photo"]["total"],
+        "{v}"
+    );
+    assert!(v["confident_errors"].as_u64().unwrap() <= 2, "{v}");
 }
 
 #[test]

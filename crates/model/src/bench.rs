@@ -47,7 +47,7 @@ pub fn stage_times(
     let limits = Limits::default();
     let image = decode(bytes, &limits)?;
     let ink = InkMap::from_rgba(&image)?;
-    let normalized = ink.normalize(&ink.full_region())?;
+    let normalized = digits_vision::normalize_ink(&ink)?;
     let us = |s: f64| s * 1e6;
     let decode_us = us(median_seconds(runs, || {
         std::hint::black_box(decode(bytes, &limits).ok());
@@ -56,7 +56,7 @@ pub fn stage_times(
         std::hint::black_box(InkMap::from_rgba(&image).ok());
     }));
     let normalize_us = us(median_seconds(runs, || {
-        std::hint::black_box(ink.normalize(&ink.full_region()).ok());
+        std::hint::black_box(digits_vision::normalize_ink(&ink).ok());
     }));
     let classify_us = us(median_seconds(runs, || {
         std::hint::black_box(model.predict(&normalized.pixels));

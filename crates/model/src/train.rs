@@ -302,7 +302,7 @@ pub const NONE: u8 = 10;
 /// `n` images of two touching digits drawn from `train`, put through the same normalisation as
 /// user images and labelled [`NONE`]. Only ever built from the training split.
 pub fn touching_negatives(train: &Digits, n: usize, seed: u64) -> Digits {
-    use digits_vision::{synth::render_touching_pair, InkMap, Limits};
+    use digits_vision::{synth::render_touching_pair, Limits};
     let images: Vec<u8> = (0..n)
         .into_par_iter()
         .flat_map_iter(|i| {
@@ -310,8 +310,7 @@ pub fn touching_negatives(train: &Digits, n: usize, seed: u64) -> Digits {
             let (a, b) = (rng.below(train.len()), rng.below(train.len()));
             let png = render_touching_pair(train.image(a), train.image(b), &mut rng);
             let pixels = digits_vision::decode(&png, &Limits::default())
-                .and_then(|img| InkMap::from_rgba(&img))
-                .and_then(|ink| ink.normalize(&ink.full_region()))
+                .and_then(|img| digits_vision::normalize_image(&img))
                 .map(|n| n.pixels)
                 .unwrap_or_else(|_| vec![0.0; PIXELS]);
             pixels

@@ -120,6 +120,62 @@ pub struct InkMap {
     pub height: usize,
     pub ink: Vec<f32>,
     pub light_on_dark: bool,
+    /// Where the strokes are, coarsely (for finding specks without another pass over `ink`).
+    pub strokes: StrokeGrid,
+}
+
+/// Ink level that counts as a stroke.
+pub(crate) const STROKE: f32 = 0.3;
+/// Cells on the longer side of a [`StrokeGrid`].
+const STROKE_GRID: usize = 64;
+
+/// A grid of at most 64 cells a side over an ink map: a cell is set where any of its pixels
+/// holds a stroke (ink above [`STROKE`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrokeGrid {
+    /// Side of a cell in pixels.
+    pub cell: usize,
+    pub width: usize,
+    pub height: usize,
+    pub cells: Vec<bool>,
+}
+
+impl StrokeGrid {
+    fn empty(width: usize, height: usize) -> Self {
+        let cell = width.max(height).div_ceil(STROKE_GRID).max(1);
+        let (w, h) = (width.div_ceil(cell), height.div_ceil(cell));
+        StrokeGrid {
+            cell,
+            width: w,
+            height: h,
+            cells: vec![false; w * h],
+        }
+    }
+
+    /// Marks the cells of band `band` (rows `band * cell ..`) from the most ink in each pixel
+    /// column of the band.
+    fn mark_band(&mut self, band: usize, columns: &[f32]) {
+        let row = &mut self.cells[band * self.width..][..self.width];
+        for (c, most) in row.iter_mut().zip(columns.chunks(self.cell)) {
+            *c |= most.iter().any(|&v| v > STROKE);
+        }
+    }
+
+    /// The grid of an ink map built some other way (tests, synthetic maps).
+    pub fn of(ink: &[f32], width: usize, height: usize) -> Self {
+        let mut grid = StrokeGrid::empty(width, height);
+        let mut columns = vec![0f32; width];
+        for (y, row) in ink.chunks_exact(width).enumerate() {
+            for (m, &v) in columns.iter_mut().zip(row) {
+                *m = m.max(v);
+            }
+            if (y + 1) % grid.cell == 0 || y + 1 == height {
+                grid.mark_band(y / grid.cell, &columns);
+                columns.fill(0.0);
+            }
+        }
+        grid
+    }
 }
 
 /// Part of an ink map: a box, and optionally which of its pixels belong (for one digit of a
@@ -469,8 +525,21 @@ impl InkMap {
             1.0 / (contrast * (1.0 - noise_floor)),
             noise_floor / (1.0 - noise_floor),
         );
-        for v in &mut ink {
-            *v = (*v * scale - floor).clamp(0.0, 1.0);
+        // The stroke grid is filled in the same pass, row by row, while the values are at hand.
+        let mut strokes = StrokeGrid::empty(width, height);
+        let mut columns = vec![0f32; width];
+        for (y, row) in ink.chunks_exact_mut(width).enumerate() {
+            for v in row.iter_mut() {
+                *v = (*v * scale - floor).clamp(0.0, 1.0);
+            }
+            // A second loop over the row while it is in cache: each vectorises alone.
+            for (m, &v) in columns.iter_mut().zip(row.iter()) {
+                *m = m.max(v);
+            }
+            if (y + 1) % strokes.cell == 0 || y + 1 == height {
+                strokes.mark_band(y / strokes.cell, &columns);
+                columns.fill(0.0);
+            }
         }
         let mass = sum(&ink);
         if mass < (6.0f32).max(2e-4 * (width * height) as f32) {
@@ -481,6 +550,7 @@ impl InkMap {
             height,
             ink,
             light_on_dark,
+            strokes,
         })
     }
 

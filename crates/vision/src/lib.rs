@@ -19,7 +19,7 @@ pub mod synth;
 pub use decode::{decode, read_file, Limits};
 pub use deskew::deskew;
 pub use image::RgbaImage;
-pub use ink::{InkMap, Region};
+pub use ink::{InkMap, Region, StrokeGrid};
 pub use number::{
     context_view, lattice, segment, Lattice, LineBox, Segment, Step, VIEW_CHANNELS, VIEW_H, VIEW_W,
 };
@@ -63,8 +63,13 @@ pub fn normalize(bytes: &[u8], limits: &Limits) -> Result<Normalized, VisionErro
 
 /// Normalises the single digit in a decoded image (a canvas, a window's drawing).
 pub fn normalize_image(image: &RgbaImage) -> Result<Normalized, VisionError> {
-    let ink = InkMap::from_rgba(image)?;
-    ink.normalize(&ink.full_region())
+    normalize_ink(&InkMap::from_rgba(image)?)
+}
+
+/// Normalises the single digit of an ink map: its region (less far specks), then MNIST's
+/// procedure.
+pub fn normalize_ink(ink: &InkMap) -> Result<Normalized, VisionError> {
+    ink.normalize(&number::digit_region(ink))
 }
 
 /// Height of the pictures [`beside`] draws.
