@@ -47,6 +47,20 @@ def test_onnx_runtime_reads_the_test_set_as_we_do(name, mnist_test, tmp_path, f3
     assert (theirs.argmax(1) == labels).mean() > 0.99
 
 
+@pytest.mark.parametrize("architecture", ["cnn-ref", "cnn-small"])
+def test_every_architecture_exports(architecture, mnist_test, tmp_path, f32):
+    """The architectures that are not shipped: unpadded convolutions with biases and a fused
+    ReLU (cnn-ref), three pooled blocks (cnn-small). Briefly trained: only agreement counts."""
+    images = mnist_test[0][:2000]
+    model = digits.train(
+        architecture, epochs=1, max_batches=20, out=tmp_path / "m.safetensors", progress=False
+    )
+    model.export_onnx(tmp_path / "m.onnx")
+    theirs, ours = run_onnx(tmp_path / "m.onnx", images), model.predict_proba(images)
+    assert np.array_equal(theirs.argmax(1), ours.argmax(1))
+    assert np.abs(theirs - ours).max() < 1e-4
+
+
 def test_onnx_file_names_its_inputs_outputs_and_model(tmp_path):
     path = tmp_path / "cnn.onnx"
     digits.load_model("cnn").export_onnx(path)
