@@ -152,29 +152,50 @@ impl StrokeGrid {
         }
     }
 
-    /// Marks the cells of band `band` (rows `band * cell ..`) from the most ink in each pixel
-    /// column of the band.
-    fn mark_band(&mut self, band: usize, columns: &[f32]) {
-        let row = &mut self.cells[band * self.width..][..self.width];
-        for (c, most) in row.iter_mut().zip(columns.chunks(self.cell)) {
-            *c |= most.iter().any(|&v| v > STROKE);
+    /// The grid of an ink map built some other way (tests, synthetic maps).
+    pub fn of(ink: &[f32], width: usize, height: usize) -> Self {
+        let mut rows = StrokeRows::new(width, height);
+        ink.chunks_exact(width).for_each(|row| rows.add(row));
+        rows.grid
+    }
+}
+
+/// Fills a [`StrokeGrid`] from an ink map's rows, given in order: the most ink of each pixel
+/// column is kept over a band of `cell` rows, then each cell of the band is marked from its
+/// columns.
+struct StrokeRows {
+    grid: StrokeGrid,
+    columns: Vec<f32>,
+    height: usize,
+    done: usize,
+}
+
+impl StrokeRows {
+    fn new(width: usize, height: usize) -> Self {
+        StrokeRows {
+            grid: StrokeGrid::empty(width, height),
+            columns: vec![0f32; width],
+            height,
+            done: 0,
         }
     }
 
-    /// The grid of an ink map built some other way (tests, synthetic maps).
-    pub fn of(ink: &[f32], width: usize, height: usize) -> Self {
-        let mut grid = StrokeGrid::empty(width, height);
-        let mut columns = vec![0f32; width];
-        for (y, row) in ink.chunks_exact(width).enumerate() {
-            for (m, &v) in columns.iter_mut().zip(row) {
-                *m = m.max(v);
-            }
-            if (y + 1) % grid.cell == 0 || y + 1 == height {
-                grid.mark_band(y / grid.cell, &columns);
-                columns.fill(0.0);
-            }
+    #[inline(always)]
+    fn add(&mut self, row: &[f32]) {
+        for (m, &v) in self.columns.iter_mut().zip(row) {
+            *m = m.max(v);
         }
-        grid
+        self.done += 1;
+        let cell = self.grid.cell;
+        if self.done.is_multiple_of(cell) || self.done == self.height {
+            let band = (self.done - 1) / cell;
+            let width = self.grid.width;
+            let cells = &mut self.grid.cells[band * width..][..width];
+            for (c, most) in cells.iter_mut().zip(self.columns.chunks(cell)) {
+                *c |= most.iter().any(|&v| v > STROKE);
+            }
+            self.columns.fill(0.0);
+        }
     }
 }
 
@@ -525,21 +546,14 @@ impl InkMap {
             1.0 / (contrast * (1.0 - noise_floor)),
             noise_floor / (1.0 - noise_floor),
         );
-        // The stroke grid is filled in the same pass, row by row, while the values are at hand.
-        let mut strokes = StrokeGrid::empty(width, height);
-        let mut columns = vec![0f32; width];
-        for (y, row) in ink.chunks_exact_mut(width).enumerate() {
+        // The stroke grid is filled in the same pass, row by row, while the values are in cache
+        // (two loops over the row: each vectorises alone).
+        let mut strokes = StrokeRows::new(width, height);
+        for row in ink.chunks_exact_mut(width) {
             for v in row.iter_mut() {
                 *v = (*v * scale - floor).clamp(0.0, 1.0);
             }
-            // A second loop over the row while it is in cache: each vectorises alone.
-            for (m, &v) in columns.iter_mut().zip(row.iter()) {
-                *m = m.max(v);
-            }
-            if (y + 1) % strokes.cell == 0 || y + 1 == height {
-                strokes.mark_band(y / strokes.cell, &columns);
-                columns.fill(0.0);
-            }
+            strokes.add(row);
         }
         let mass = sum(&ink);
         if mass < (6.0f32).max(2e-4 * (width * height) as f32) {
@@ -550,7 +564,7 @@ impl InkMap {
             height,
             ink,
             light_on_dark,
-            strokes,
+            strokes: strokes.grid,
         })
     }
 
