@@ -1,7 +1,9 @@
 //! Decoding and normalising arbitrary bytes as an image, and splitting it as a number: an
 //! error, or a 28x28 input in 0..1, and pieces inside the image whose views are in 0..1.
 #![no_main]
-use digits_vision::{context_view, decode, lattice, InkMap, Limits, VIEW_CHANNELS, VIEW_H, VIEW_W};
+use digits_vision::{
+    context_view, decode, lattice, normalize_ink, InkMap, Limits, VIEW_CHANNELS, VIEW_H, VIEW_W,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(ink) = InkMap::from_rgba(&image) else {
         return;
     };
-    if let Ok(n) = ink.normalize(&ink.full_region()) {
+    // The single-digit path: the digit's region (far specks left out), then normalisation.
+    if let Ok(n) = normalize_ink(&ink) {
         assert_eq!(n.pixels.len(), 784);
         assert!(n.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
     }
