@@ -47,10 +47,11 @@ def test_onnx_runtime_reads_the_test_set_as_we_do(name, mnist_test, tmp_path, f3
     assert (theirs.argmax(1) == labels).mean() > 0.99
 
 
-@pytest.mark.parametrize("architecture", ["cnn-ref", "cnn-small"])
+@pytest.mark.parametrize("architecture", ["cnn-large", "cnn-ref", "cnn-small"])
 def test_every_architecture_exports(architecture, mnist_test, tmp_path, f32):
-    """The architectures that are not shipped: unpadded convolutions with biases and a fused
-    ReLU (cnn-ref), three pooled blocks (cnn-small). Briefly trained: only agreement counts."""
+    """The other architectures: a pool of an odd-sized map (cnn-large's 7x7), unpadded
+    convolutions with biases and a fused ReLU (cnn-ref), three pooled blocks (cnn-small).
+    Briefly trained: only agreement counts."""
     images = mnist_test[0][:2000]
     model = digits.train(
         architecture, epochs=1, max_batches=20, out=tmp_path / "m.safetensors", progress=False

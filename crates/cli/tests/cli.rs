@@ -183,6 +183,39 @@ fn preset_best_trains_members_resumes_and_ensembles() {
 }
 
 #[test]
+fn preset_record_trains_five_large_members() {
+    let Some(_) = data_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("record.safetensors");
+    let o = digits(&[
+        "train",
+        "--preset",
+        "record",
+        "--limit",
+        "1000",
+        "--validation",
+        "500",
+        "--epochs",
+        "1",
+        "--max-batches",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("member 5 of 5"), "{t}");
+    assert!(t.contains("training cnn-large"), "{t}");
+    let member = dir.path().join("record.member5.safetensors");
+    let e = json(&digits(&[
+        "eval",
+        "--model",
+        member.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(e["architecture"], "cnn-large", "{e}");
+}
+
+#[test]
 fn bench_reports_images_per_second() {
     let Some(_) = data_dir() else { return };
     let bench = |args: &[&str]| {

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum Architecture {
     /// The default: two VGG-style blocks of 3x3 convolutions with batch norm, for accuracy.
     Cnn,
+    /// The `cnn` with a third block (128-128) and a wider dense layer, trained twice as long:
+    /// the accuracy preset.
+    CnnLarge,
     /// Exactly the peers' Keras/PyTorch tutorial model, for like-for-like timing.
     CnnRef,
     /// Three narrow conv blocks (16-32-64) with batch norm: trains to 99.2% in seconds.
@@ -19,8 +22,9 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 4] = [
+    pub const ALL: [Architecture; 5] = [
         Architecture::Cnn,
+        Architecture::CnnLarge,
         Architecture::CnnRef,
         Architecture::CnnSmall,
         Architecture::Mlp,
@@ -29,6 +33,7 @@ impl Architecture {
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::Cnn => "cnn",
+            Architecture::CnnLarge => "cnn-large",
             Architecture::CnnRef => "cnn-ref",
             Architecture::CnnSmall => "cnn-small",
             Architecture::Mlp => "mlp",
@@ -37,6 +42,11 @@ impl Architecture {
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Every network's name, for messages that list the choices.
+    pub fn names() -> String {
+        Self::ALL.map(|a| a.name()).join(", ")
     }
 
     pub fn layers(&self) -> Vec<LayerSpec> {
@@ -48,24 +58,12 @@ impl Architecture {
             bias,
             relu,
         };
-        let bn = || LayerSpec::BatchNorm {
-            momentum: 0.1,
-            eps: 1e-5,
-        };
         let dense = |units, relu| LayerSpec::Dense { units, relu };
         let drop = |rate| LayerSpec::Dropout { rate };
         let pool = || LayerSpec::MaxPool2d { size: 2 };
         match self {
-            Architecture::Cnn => [
-                &LayerSpec::norm_block(32)[..],
-                &LayerSpec::norm_block(32),
-                &[pool()],
-                &LayerSpec::norm_block(64),
-                &LayerSpec::norm_block(64),
-                &[pool(), dense(128, false), bn(), LayerSpec::Relu, drop(0.3)],
-                &[dense(10, false)],
-            ]
-            .concat(),
+            Architecture::Cnn => vgg_blocks(&[32, 64], 128),
+            Architecture::CnnLarge => vgg_blocks(&[32, 64, 128], 256),
             Architecture::CnnRef => vec![
                 conv(32, 0, true, true),
                 conv(64, 0, true, true),
@@ -90,6 +88,9 @@ impl Architecture {
     pub fn default_training(&self) -> TrainConfig {
         match self {
             Architecture::Cnn => one_cycle(15, 3e-3, 1000.0, Some(Augment::default())),
+            // 30 epochs: validation 99.74% (loss 0.0108), against 99.66% (0.0116) with the
+            // elastic and stroke-width augmentation of [`Architecture::bent_training`].
+            Architecture::CnnLarge => one_cycle(30, 3e-3, 1000.0, Some(Augment::default())),
             // Keras' defaults for the tutorial model: Adam at 1e-3, no schedule, no augmentation.
             Architecture::CnnRef => TrainConfig {
                 epochs: 1,
@@ -111,10 +112,52 @@ impl Architecture {
                     rotation_deg: 8.0,
                     scale: 0.08,
                     shift: 1.5,
+                    ..Augment::default()
                 }),
             ),
         }
     }
+}
+
+impl Architecture {
+    /// The default training with elastic warps and strokes made thinner or thicker added to
+    /// the augmentation: networks that err elsewhere than the default's, for ensembles.
+    pub fn bent_training(&self) -> TrainConfig {
+        let mut config = self.default_training();
+        config.augment = Some(Augment {
+            elastic: 1.5,
+            stroke: 0.6,
+            ..config.augment.unwrap_or_default()
+        });
+        config
+    }
+}
+
+/// Two [`LayerSpec::norm_block`]s and a 2x2 max pool for each of `filters`, then a dense layer
+/// of `units` with batch norm, ReLU and dropout 0.3, and the ten outputs.
+fn vgg_blocks(filters: &[usize], units: usize) -> Vec<LayerSpec> {
+    filters
+        .iter()
+        .flat_map(|&f| {
+            [LayerSpec::norm_block(f), LayerSpec::norm_block(f)]
+                .into_iter()
+                .flatten()
+                .chain([LayerSpec::MaxPool2d { size: 2 }])
+        })
+        .chain([
+            LayerSpec::Dense { units, relu: false },
+            LayerSpec::BatchNorm {
+                momentum: 0.1,
+                eps: 1e-5,
+            },
+            LayerSpec::Relu,
+            LayerSpec::Dropout { rate: 0.3 },
+            LayerSpec::Dense {
+                units: 10,
+                relu: false,
+            },
+        ])
+        .collect()
 }
 
 /// A [`LayerSpec::norm_block`] and a 2x2 max pool for each of `filters`, then a dense layer of `outputs`: a

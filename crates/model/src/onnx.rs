@@ -4,15 +4,15 @@
 //!
 //! The graph takes what [`Classify`] takes, MNIST-layout pixels in 0..1 (`pixels`, N x 1 x 28 x
 //! 28), and gives what it gives: `logits` (N x 10, an ensemble's calibrated mean) and
-//! `probabilities` (softmax of the logits over the model's temperature). Batch norms are folded
-//! into the layer before them, as our own evaluation does; dropout is gone; our NHWC weights
-//! are reordered to ONNX's NCHW.
+//! `probabilities` (softmax of the logits over the model's temperature). The layers are the ones
+//! our own evaluation runs (`Network::eval_layers`: batch norms folded, no dropout); their NHWC
+//! weights are reordered to ONNX's NCHW.
 
 use crate::ensemble::{EnsembleModel, SHIFTS};
 use crate::file::{self, ModelError};
 use crate::model::{Classify, Model, NeuralModel};
 use digits_data::SIDE;
-use digits_nn::{LayerSpec, Param, Shape};
+use digits_nn::{EvalLayer, Shape};
 use prost::Message;
 
 /// ONNX IR version 8 goes with opset 17, the oldest opset the export needs.
@@ -27,15 +27,17 @@ pub const PROBABILITIES: &str = "probabilities";
 /// The model as ONNX protobuf bytes. SVMs are refused: they are not a network.
 pub fn export(model: &Model) -> Result<Vec<u8>, ModelError> {
     let mut graph = Graph::default();
-    let logits =
-        match model {
-            Model::Neural(m) => graph.network(m, INPUT, "")?,
-            Model::Ensemble(e) => graph.ensemble(e)?,
-            Model::Svm(_) => return Err(ModelError::Unsupported(String::from(
-                "ONNX export covers networks (cnn, cnn-ref, cnn-small, mlp) and their ensembles; \
+    let logits = match model {
+        Model::Neural(m) => graph.network(m, INPUT, "")?,
+        Model::Ensemble(e) => graph.ensemble(e)?,
+        Model::Svm(_) => {
+            return Err(ModelError::Unsupported(format!(
+                "ONNX export covers networks ({}) and their ensembles; \
                  an SVM is not a network",
-            ))),
-        };
+                crate::arch::Architecture::names()
+            )))
+        }
+    };
     graph.node("Identity", &[&logits], LOGITS, vec![]);
     let scaled = graph.scale(LOGITS, 1.0 / model.temperature(), "calibrated");
     graph.node(
@@ -130,113 +132,25 @@ impl Graph {
         prefix: &str,
     ) -> Result<String, ModelError> {
         let refuse = |why: String| ModelError::Unsupported(format!("ONNX export: {why}"));
-        let mut ops = Vec::new();
-        let mut params = m.net.params();
-        let mut take = |what: &str| {
-            params.next().ok_or_else(|| {
-                refuse(format!(
-                    "the network has no {what} where its layers need one"
-                ))
-            })
-        };
-        for spec in m.net.specs() {
-            match *spec {
-                LayerSpec::Conv2d {
-                    filters,
-                    kernel,
-                    stride,
-                    padding,
-                    bias,
-                    relu,
-                } => {
-                    let weight = take("convolution weight")?.value.clone();
-                    let bias = if bias {
-                        take("convolution bias")?.value.clone()
-                    } else {
-                        vec![0.0; filters]
-                    };
-                    ops.push(Op::Conv {
-                        weight,
-                        bias,
-                        kernel,
-                        stride,
-                        padding,
-                    });
-                    if relu {
-                        ops.push(Op::Relu);
-                    }
-                }
-                LayerSpec::Dense { units, relu } => {
-                    let weight = take("dense weight")?.value.clone();
-                    let bias = take("dense bias")?.value.clone();
-                    if bias.len() != units {
-                        return Err(refuse(format!(
-                            "a dense bias of {} for {units} units",
-                            bias.len()
-                        )));
-                    }
-                    ops.push(Op::Dense { weight, bias });
-                    if relu {
-                        ops.push(Op::Relu);
-                    }
-                }
-                LayerSpec::BatchNorm { eps, .. } => {
-                    let [gamma, beta, mean, var]: [&Param; 4] = [
-                        take("gamma")?,
-                        take("beta")?,
-                        take("mean")?,
-                        take("variance")?,
-                    ];
-                    let scale: Vec<f32> = gamma
-                        .value
-                        .iter()
-                        .zip(&var.value)
-                        .map(|(g, v)| g / (v + eps).sqrt())
-                        .collect();
-                    let shift: Vec<f32> = beta
-                        .value
-                        .iter()
-                        .zip(&mean.value)
-                        .zip(&scale)
-                        .map(|((b, m), s)| b - m * s)
-                        .collect();
-                    match ops.last_mut() {
-                        Some(Op::Conv { weight, bias, .. } | Op::Dense { weight, bias }) => {
-                            fold(weight, bias, &scale, &shift)
-                        }
-                        _ => ops.push(Op::Affine { scale, shift }),
-                    }
-                }
-                LayerSpec::Relu => ops.push(Op::Relu),
-                LayerSpec::MaxPool2d { size } => ops.push(Op::MaxPool { size }),
-                LayerSpec::Dropout { .. } => {}
-                LayerSpec::Flatten => ops.push(Op::Flatten),
-            }
-        }
-        if params.next().is_some() {
-            return Err(refuse(String::from(
-                "the network has more weights than its layers use",
-            )));
-        }
         let mut layout = Layout::Image(m.net.input_shape());
         let mut x = input.to_string();
-        for op in ops {
-            (x, layout) = self.op(op, &x, layout, prefix).map_err(refuse)?;
+        for layer in m.net.eval_layers() {
+            (x, layout) = self.op(layer, &x, layout, prefix).map_err(refuse)?;
         }
         Ok(x)
     }
 
     fn op(
         &mut self,
-        op: Op,
+        layer: EvalLayer,
         x: &str,
         layout: Layout,
         prefix: &str,
     ) -> Result<(String, Layout), String> {
         let name = |what: &str| format!("{prefix}{what}");
-        Ok(match (op, layout) {
+        Ok(match (layer, layout) {
             (
-                Op::Conv {
+                EvalLayer::Conv {
                     weight,
                     bias,
                     kernel,
@@ -275,7 +189,7 @@ impl Graph {
                 let out = |d: usize| (d + 2 * padding - kernel) / stride + 1;
                 (y, Layout::Image(Shape::new(out(s.h), out(s.w), filters)))
             }
-            (Op::Dense { weight, bias }, layout) => {
+            (EvalLayer::Dense { weight, bias }, layout) => {
                 let (x, from) = match layout {
                     Layout::Image(s) => (self.flatten(x), s),
                     Layout::Flat(s) => (x.to_string(), s),
@@ -302,7 +216,7 @@ impl Graph {
                 let y = self.step("Gemm", &[&x, &w, &b], vec![Attribute::int("transB", 1)]);
                 (y, Layout::Flat(Shape::flat(units)))
             }
-            (Op::Affine { scale, shift }, layout) => {
+            (EvalLayer::Affine { scale, shift }, layout) => {
                 // Per channel: C x 1 x 1 against an image, C against a flat vector.
                 let dims = |c| match layout {
                     Layout::Image(_) => vec![c, 1, 1],
@@ -314,8 +228,8 @@ impl Graph {
                 let y = self.step("Mul", &[x, &s], vec![]);
                 (self.step("Add", &[&y, &t], vec![]), layout)
             }
-            (Op::Relu, layout) => (self.step("Relu", &[x], vec![]), layout),
-            (Op::MaxPool { size }, Layout::Image(s)) => {
+            (EvalLayer::Relu, layout) => (self.step("Relu", &[x], vec![]), layout),
+            (EvalLayer::MaxPool { size }, Layout::Image(s)) => {
                 let k = size as i64;
                 let y = self.step(
                     "MaxPool",
@@ -327,9 +241,9 @@ impl Graph {
                 );
                 (y, Layout::Image(Shape::new(s.h / size, s.w / size, s.c)))
             }
-            (Op::Flatten, Layout::Image(s)) => (self.flatten(x), Layout::Flat(s)),
-            (Op::Flatten, flat) => (x.to_string(), flat),
-            (Op::Conv { .. } | Op::MaxPool { .. }, Layout::Flat(_)) => {
+            (EvalLayer::Flatten, Layout::Image(s)) => (self.flatten(x), Layout::Flat(s)),
+            (EvalLayer::Flatten, flat) => (x.to_string(), flat),
+            (EvalLayer::Conv { .. } | EvalLayer::MaxPool { .. }, Layout::Flat(_)) => {
                 return Err(String::from(
                     "a convolution or pool after a dense layer has no ONNX equivalent here",
                 ))
@@ -468,42 +382,6 @@ impl Graph {
                 .map(|(key, value)| StringStringEntryProto { key, value })
                 .collect(),
         }
-    }
-}
-
-/// The layers of one network as the graph runs them (batch norms already folded).
-enum Op {
-    Conv {
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Dense {
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-    },
-    /// A batch norm with no linear layer before it to fold into.
-    Affine {
-        scale: Vec<f32>,
-        shift: Vec<f32>,
-    },
-    Relu,
-    MaxPool {
-        size: usize,
-    },
-    Flatten,
-}
-
-/// Makes `x * weight + bias` compute `(x * weight + bias) * scale + shift`; `weight` is
-/// `[inputs x units]`, as ours are.
-fn fold(weight: &mut [f32], bias: &mut [f32], scale: &[f32], shift: &[f32]) {
-    for row in weight.chunks_exact_mut(scale.len()) {
-        row.iter_mut().zip(scale).for_each(|(w, s)| *w *= s);
-    }
-    for ((b, s), t) in bias.iter_mut().zip(scale).zip(shift) {
-        *b = *b * s + t;
     }
 }
 

@@ -1,9 +1,9 @@
 //! What `digits train` (and `digits.train()` in Python) does: the validation split, resuming
-//! from checkpoints, the `best` ensemble preset, the SVM and the judge, then the test figure
-//! and an atomic save. Front ends pick the request and show the observer's progress; every one
+//! from checkpoints, the ensemble presets (`best`, `record`), the SVM and the judge, then the
+//! test figure and an atomic save. Front ends pick the request and show the observer's progress; every one
 //! of them runs this same code.
 
-use crate::arch::Architecture;
+use crate::arch::{Architecture, TrainConfig};
 use crate::ensemble::EnsembleModel;
 use crate::eval::{evaluate, Evaluation};
 use crate::file::{self, ModelError};
@@ -22,24 +22,81 @@ use std::sync::Mutex;
 pub enum Recipe {
     Network(Architecture),
     Svm(SvmSettings),
-    /// Three `cnn`s (seeds SEED, SEED+1, SEED+2) combined into an ensemble: the most accurate
-    /// model, at three times the training time.
-    Best,
+    /// Networks of one architecture, seeds SEED, SEED+1, ..., trained one after another and
+    /// combined into an ensemble.
+    Ensemble(Preset),
     /// The number reader's judge of where digits begin and end (written as a judge file).
     Judge,
 }
 
-/// Networks in the `best` preset's ensemble.
-pub const BEST_MEMBERS: u64 = 3;
+/// The ensembles `digits train --preset` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Three `cnn`s: the shipped `ensemble`.
+    Best,
+    /// Five `cnn-large`s: the accuracy frontier, at hours of training on two cores. Members
+    /// 1, 3 and 5 train as `cnn-large` does (seeds SEED, SEED+1, SEED+2), members 2 and 4 with
+    /// elastic and stroke-width augmentation added (seeds SEED, SEED+1), so that they err on
+    /// other images.
+    Record,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 2] = [Preset::Best, Preset::Record];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::Best => "best",
+            Preset::Record => "record",
+        }
+    }
+
+    /// What it builds, and the default file name: `ensemble` or `ensemble-large`.
+    pub fn model_name(&self) -> &'static str {
+        match self {
+            Preset::Best => "ensemble",
+            Preset::Record => "ensemble-large",
+        }
+    }
+
+    pub fn member(&self) -> Architecture {
+        match self {
+            Preset::Best => Architecture::Cnn,
+            Preset::Record => Architecture::CnnLarge,
+        }
+    }
+
+    pub fn members(&self) -> u64 {
+        match self {
+            Preset::Best => 3,
+            Preset::Record => 5,
+        }
+    }
+
+    /// How member `k` (from 1) trains: its seed, `seed` being the run's, and its recipe.
+    pub fn member_training(&self, k: u64, seed: u64) -> (u64, TrainConfig) {
+        let a = self.member();
+        match self {
+            Preset::Best => (seed + k - 1, a.default_training()),
+            Preset::Record if k.is_multiple_of(2) => (seed + k / 2 - 1, a.bent_training()),
+            Preset::Record => (seed + k / 2, a.default_training()),
+        }
+    }
+}
 
 impl Recipe {
-    /// `cnn`, `cnn-ref`, `cnn-small`, `mlp`, `svm` (default settings), `best` or `judge`.
+    /// A network's name, `svm` (default settings), `judge`, or a preset's name (`best`,
+    /// `record`) or what it builds (`ensemble`, `ensemble-large`).
     pub fn parse(name: &str) -> Option<Recipe> {
+        let preset = Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == name || p.model_name() == name);
         match name {
             "svm" => Some(Recipe::Svm(SvmSettings::default())),
-            "best" | "ensemble" => Some(Recipe::Best),
             "judge" => Some(Recipe::Judge),
-            _ => Architecture::parse(name).map(Recipe::Network),
+            _ => preset
+                .map(Recipe::Ensemble)
+                .or_else(|| Architecture::parse(name).map(Recipe::Network)),
         }
     }
 
@@ -48,9 +105,23 @@ impl Recipe {
         match self {
             Recipe::Network(a) => a.name(),
             Recipe::Svm(_) => "svm",
-            Recipe::Best => "ensemble",
+            Recipe::Ensemble(p) => p.model_name(),
             Recipe::Judge => "judge",
         }
+    }
+
+    /// Epochs each network of the recipe trains for, given the request's override (0 for
+    /// the SVM, which has none).
+    pub fn epochs(&self, requested: Option<usize>) -> usize {
+        let network = match self {
+            Recipe::Network(a) => *a,
+            Recipe::Ensemble(p) => p.member(),
+            Recipe::Judge => {
+                return requested.unwrap_or_else(|| JudgeTraining::default().epochs);
+            }
+            Recipe::Svm(_) => return 0,
+        };
+        requested.unwrap_or_else(|| network.default_training().epochs)
     }
 }
 
@@ -143,10 +214,12 @@ impl TrainRequest {
                     seconds: start.elapsed().as_secs_f32(),
                 });
             }
-            Recipe::Best => Model::Ensemble(self.train_best(&all, out, observer)?),
+            Recipe::Ensemble(preset) => {
+                Model::Ensemble(self.train_members(preset, &all, out, observer)?)
+            }
             Recipe::Network(architecture) => Model::Neural(self.train_network(
                 architecture,
-                self.seed,
+                (self.seed, architecture.default_training()),
                 &all,
                 Some(out),
                 observer,
@@ -169,13 +242,13 @@ impl TrainRequest {
         match self.recipe {
             Recipe::Network(architecture) => Ok(Model::Neural(self.train_network(
                 architecture,
-                self.seed,
+                (self.seed, architecture.default_training()),
                 all,
                 None,
                 observer,
             )?)),
             Recipe::Svm(settings) => Ok(Model::Svm(self.train_svm(settings, all, observer)?)),
-            Recipe::Best | Recipe::Judge => Err(ModelError::Unsupported(format!(
+            Recipe::Ensemble(_) | Recipe::Judge => Err(ModelError::Unsupported(format!(
                 "{} is trained on MNIST with `run`, not fitted to arrays",
                 self.recipe.name()
             ))),
@@ -186,7 +259,7 @@ impl TrainRequest {
     fn train_network(
         &self,
         architecture: Architecture,
-        seed: u64,
+        (seed, mut config): (u64, TrainConfig),
         all: &Digits,
         out: Option<&Path>,
         observer: &mut dyn Observer,
@@ -211,7 +284,6 @@ impl TrainRequest {
             ));
             t
         } else {
-            let mut config = architecture.default_training();
             if let Some(e) = self.epochs {
                 config.epochs = e;
             }
@@ -248,28 +320,30 @@ impl TrainRequest {
         Ok(trainer.finish(&split.validation))
     }
 
-    /// The `best` preset: trains (or with `resume` reuses) each member, saving it beside `out`
-    /// as it finishes, then combines them.
-    fn train_best(
+    /// An ensemble preset: trains (or with `resume` reuses) each member, saving it beside
+    /// `out` as it finishes, then combines them.
+    fn train_members(
         &self,
+        preset: Preset,
         all: &Digits,
         out: &Path,
         observer: &mut dyn Observer,
     ) -> Result<EnsembleModel, ModelError> {
         let mut members = Vec::new();
-        for k in 1..=BEST_MEMBERS {
+        let count = preset.members();
+        for k in 1..=count {
             let path = out.with_extension(format!("member{k}.safetensors"));
             let member = if self.resume && path.exists() {
                 observer.note(&format!(
-                    "reusing member {k} of {BEST_MEMBERS}: {}",
+                    "reusing member {k} of {count}: {}",
                     path.display()
                 ));
                 network_file(&path.to_string_lossy())?
             } else {
-                observer.note(&format!("member {k} of {BEST_MEMBERS}:"));
+                observer.note(&format!("member {k} of {count}:"));
                 let m = self.train_network(
-                    Architecture::Cnn,
-                    self.seed + k - 1,
+                    preset.member(),
+                    preset.member_training(k, self.seed),
                     all,
                     Some(&path),
                     observer,
@@ -381,8 +455,9 @@ pub fn network_file(spec: &str) -> Result<NeuralModel, ModelError> {
     match shipped::resolve(spec)? {
         Model::Neural(m) => Ok(m),
         other => Err(ModelError::Ensemble(format!(
-            "{spec} is not a network but an {} model; only networks (cnn, cnn-small, mlp, ...) can be ensembled",
-            other.kind()
+            "{spec} is not a network but an {} model; only networks ({}) can be ensembled",
+            other.kind(),
+            Architecture::names()
         ))),
     }
 }
@@ -478,4 +553,54 @@ pub fn evaluation_json(
     v["architecture"] = serde_json::json!(model.kind());
     v["precision"] = serde_json::json!(crate::model::precision_in_use().0);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_named_by_what_they_are_and_what_they_build() {
+        for (name, preset) in [
+            ("best", Preset::Best),
+            ("ensemble", Preset::Best),
+            ("record", Preset::Record),
+            ("ensemble-large", Preset::Record),
+        ] {
+            assert_eq!(
+                Recipe::parse(name),
+                Some(Recipe::Ensemble(preset)),
+                "{name}"
+            );
+        }
+        assert_eq!(Recipe::Ensemble(Preset::Record).name(), "ensemble-large");
+        assert_eq!(
+            Recipe::parse("cnn-large"),
+            Some(Recipe::Network(Architecture::CnnLarge))
+        );
+        assert_eq!(Recipe::parse("large"), None);
+        // Each member trains for its architecture's own epochs unless told otherwise.
+        let record = Recipe::Ensemble(Preset::Record);
+        assert_eq!(
+            record.epochs(None),
+            Architecture::CnnLarge.default_training().epochs
+        );
+        assert_eq!(record.epochs(Some(2)), 2);
+        // The record's members: three seeds as cnn-large trains, two with bent augmentation.
+        let members: Vec<(u64, bool)> = (1..=5)
+            .map(|k| {
+                let (seed, config) = Preset::Record.member_training(k, 7);
+                (seed, config.augment.is_some_and(|a| a.elastic > 0.0))
+            })
+            .collect();
+        assert_eq!(
+            members,
+            [(7, false), (7, true), (8, false), (8, true), (9, false)]
+        );
+        let best: Vec<u64> = (1..=3)
+            .map(|k| Preset::Best.member_training(k, 1).0)
+            .collect();
+        assert_eq!(best, [1, 2, 3]);
+        assert_eq!(Recipe::Svm(SvmSettings::default()).epochs(Some(2)), 0);
+    }
 }

@@ -7,18 +7,20 @@ use crate::model::Model;
 use std::path::{Path, PathBuf};
 
 const CNN: &[u8] = include_bytes!("../../../models/cnn.safetensors");
+const CNN_LARGE: &[u8] = include_bytes!("../../../models/cnn-large.safetensors");
 const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
 const SVM: &[u8] = include_bytes!("../../../models/svm.safetensors");
 const ENSEMBLE: &[u8] = include_bytes!("../../../models/ensemble.safetensors");
 const JUDGE: &[u8] = include_bytes!("../../../models/judge.safetensors");
 
 /// Names accepted wherever a model is chosen, besides a path to a file.
-pub const NAMES: [&str; 4] = ["cnn", "ensemble", "mlp", "svm"];
+pub const NAMES: [&str; 5] = ["cnn", "cnn-large", "ensemble", "mlp", "svm"];
 
 /// The shipped model called `name`, if there is one.
 pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
     let bytes = match name {
         "cnn" => CNN,
+        "cnn-large" => CNN_LARGE,
         "mlp" => MLP,
         "svm" => SVM,
         "ensemble" => ENSEMBLE,

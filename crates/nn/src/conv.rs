@@ -74,6 +74,15 @@ impl LinearCore {
         }
     }
 
+    /// The weights and the bias (zeros where there is none), copied.
+    pub(crate) fn folded_weights(&self) -> (Vec<f32>, Vec<f32>) {
+        let bias = self
+            .b
+            .as_ref()
+            .map_or(vec![0.0; self.n], |b| b.value.clone());
+        (self.w.value.clone(), bias)
+    }
+
     /// Length of a per-group gradient buffer (weights then bias).
     fn grad_len(&self) -> usize {
         self.k * self.n + self.n
@@ -713,6 +722,10 @@ impl Linear<ConvGeometry> {
             prepared: Prepared::default(),
             winners: Vec::new(),
         })
+    }
+
+    pub(crate) fn geometry(&self) -> ConvGeometry {
+        self.rows
     }
 
     pub(crate) fn output(&self) -> Shape {

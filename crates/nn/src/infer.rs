@@ -8,6 +8,7 @@
 
 use crate::conv::{Conv2d, Dense};
 use crate::layer::{Ctx, Layer, Mode, Shape};
+use crate::network::Network;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The arithmetic of Winograd convolutions in evaluation.
@@ -128,29 +129,109 @@ pub(crate) struct Plan {
     acts: Vec<Vec<f32>>,
 }
 
+/// The layers as evaluation mode runs them: dropout gone, and each batch norm folded into the
+/// convolution or dense layer before it where one does (before any ReLU), kept where none does.
+fn fold_batch_norms(layers: &[Layer]) -> Vec<Layer> {
+    let mut folded: Vec<Layer> = Vec::with_capacity(layers.len());
+    for layer in layers {
+        match (layer, folded.last_mut()) {
+            (Layer::Dropout(_), _) => {}
+            (Layer::BatchNorm(bn), Some(Layer::Conv2d(l))) if !l.relu() => {
+                let (scale, shift) = bn.eval_affine();
+                l.fold_affine(&scale, &shift);
+            }
+            (Layer::BatchNorm(bn), Some(Layer::Dense(l))) if !l.relu() => {
+                let (scale, shift) = bn.eval_affine();
+                l.fold_affine(&scale, &shift);
+            }
+            (other, _) => folded.push(other.clone()),
+        }
+    }
+    folded
+}
+
+/// One layer of a network in evaluation mode with its batch norms folded in
+/// ([`Network::eval_layers`]): what an exporter writes. Weights keep our layouts, a
+/// convolution's `[(ky, kx, in) x out]` and a dense layer's `[(h, w, c) x units]`; a layer
+/// without a bias has zeros.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalLayer {
+    Conv {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    /// Flattens its input.
+    Dense {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// A batch norm with no linear layer right before it, per channel.
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    Relu,
+    MaxPool {
+        size: usize,
+    },
+    Flatten,
+}
+
+impl Network {
+    /// The network as evaluation mode computes it, layer by layer.
+    pub fn eval_layers(&self) -> Vec<EvalLayer> {
+        let mut out = Vec::new();
+        for layer in fold_batch_norms(&self.layers) {
+            let (linear, relu) = match &layer {
+                Layer::Conv2d(l) => {
+                    let g = l.geometry();
+                    let (weight, bias) = l.core.folded_weights();
+                    let conv = EvalLayer::Conv {
+                        weight,
+                        bias,
+                        kernel: g.kernel,
+                        stride: g.stride,
+                        padding: g.padding,
+                    };
+                    (conv, l.relu())
+                }
+                Layer::Dense(l) => {
+                    let (weight, bias) = l.core.folded_weights();
+                    (EvalLayer::Dense { weight, bias }, l.relu())
+                }
+                Layer::BatchNorm(bn) => {
+                    let (scale, shift) = bn.eval_affine();
+                    (EvalLayer::Affine { scale, shift }, false)
+                }
+                Layer::Relu(_) => (EvalLayer::Relu, false),
+                Layer::MaxPool2d(p) => (EvalLayer::MaxPool { size: p.size() }, false),
+                Layer::Flatten(_) => (EvalLayer::Flatten, false),
+                Layer::Dropout(_) => unreachable!("evaluation has no dropout"),
+            };
+            out.push(linear);
+            if relu {
+                out.push(EvalLayer::Relu);
+            }
+        }
+        out
+    }
+}
+
 impl Plan {
     pub(crate) fn new(input: Shape, layers: &[Layer], precision: Precision) -> Self {
         let mut steps: Vec<Step> = Vec::with_capacity(layers.len());
-        for layer in layers {
+        for layer in &fold_batch_norms(layers) {
             let last = steps.last_mut();
             match (layer, last) {
-                (Layer::Dropout(_) | Layer::Flatten(_), _) => {}
+                (Layer::Flatten(_), _) => {}
                 (Layer::Conv2d(l), _) => steps.push(Step::Conv {
                     layer: l.clone(),
                     pool: false,
                 }),
                 (Layer::Dense(l), _) => steps.push(Step::Dense(l.clone())),
-                // An affine map folds into a linear layer's weights before its ReLU and pool.
-                (Layer::BatchNorm(bn), Some(Step::Conv { layer, pool: false }))
-                    if !layer.relu() =>
-                {
-                    let (scale, shift) = bn.eval_affine();
-                    layer.fold_affine(&scale, &shift);
-                }
-                (Layer::BatchNorm(bn), Some(Step::Dense(layer))) if !layer.relu() => {
-                    let (scale, shift) = bn.eval_affine();
-                    layer.fold_affine(&scale, &shift);
-                }
                 // ReLU commutes with max pooling, so it folds after a pool too.
                 (Layer::Relu(_), Some(Step::Conv { layer, .. })) => layer.set_relu(),
                 (Layer::Relu(_), Some(Step::Dense(layer))) => layer.set_relu(),
@@ -288,6 +369,54 @@ mod tests {
             .expect("predicted")
             .steps
             .len()
+    }
+
+    #[test]
+    fn eval_layers_fold_batch_norms_where_a_linear_layer_comes_right_before() {
+        let specs = [
+            conv(4, 1, false, false),
+            BN,
+            LayerSpec::Relu,
+            POOL,
+            conv(4, 0, true, true),
+            BN,
+            LayerSpec::Dropout { rate: 0.5 },
+            LayerSpec::Dense {
+                units: 3,
+                relu: false,
+            },
+        ];
+        let net = random_network(Shape::new(8, 8, 1), &specs, 5);
+        let layers = net.eval_layers();
+        let kinds: Vec<&str> = layers
+            .iter()
+            .map(|l| match l {
+                EvalLayer::Conv { .. } => "conv",
+                EvalLayer::Dense { .. } => "dense",
+                EvalLayer::Affine { .. } => "affine",
+                EvalLayer::Relu => "relu",
+                EvalLayer::MaxPool { .. } => "pool",
+                EvalLayer::Flatten => "flatten",
+            })
+            .collect();
+        // The second batch norm follows a fused ReLU, so it stays a per-channel map.
+        assert_eq!(
+            kinds,
+            ["conv", "relu", "pool", "conv", "relu", "affine", "dense"]
+        );
+        let EvalLayer::Conv { weight, bias, .. } = &layers[0] else {
+            unreachable!()
+        };
+        // Folded: a scale per output channel on the weights, a shift as the bias.
+        let raw = net.params().next().unwrap();
+        let (scale, shift) = match &net.layers[1] {
+            Layer::BatchNorm(bn) => bn.eval_affine(),
+            _ => unreachable!(),
+        };
+        for (i, (w, r)) in weight.iter().zip(&raw.value).enumerate() {
+            assert!((w - r * scale[i % 4]).abs() < 1e-6);
+        }
+        assert_eq!(bias, &shift);
     }
 
     #[test]

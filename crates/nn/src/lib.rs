@@ -29,7 +29,7 @@ mod parallel;
 mod pool;
 mod schedule;
 
-pub use infer::{precision, set_precision, Precision};
+pub use infer::{precision, set_precision, EvalLayer, Precision};
 pub use layer::{Layer, LayerSpec, Mode, Param, Shape};
 pub use loss::{softmax_cross_entropy, softmax_in_place};
 pub use network::{Network, NetworkError};

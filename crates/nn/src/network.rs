@@ -21,7 +21,7 @@ pub enum NetworkError {
 pub struct Network {
     input: Shape,
     specs: Vec<LayerSpec>,
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
     /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
     acts: Vec<Vec<f32>>,
     /// Gradients with respect to `acts`; `grads[0]` is only filled in gradient checks.

@@ -11,7 +11,9 @@ use digits_model::recognize::{
 };
 use digits_model::svm::PairStats;
 use digits_model::train::{EpochStats, Observer};
-use digits_model::{file, shipped, Classify, Model, ModelError, Prediction, SvmSettings};
+use digits_model::{
+    file, shipped, Architecture, Classify, Model, ModelError, Prediction, SvmSettings,
+};
 use digits_vision::{Limits, RgbaImage, VisionError};
 use numpy::{
     PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray,
@@ -579,7 +581,8 @@ fn observed<T: Send>(
 fn recipe(name: &str) -> PyResult<Recipe> {
     Recipe::parse(name).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "unknown model '{name}' (choose cnn, cnn-ref, cnn-small, mlp, svm, best or judge)"
+            "unknown model '{name}' (choose {}, svm, best, record or judge)",
+            Architecture::names()
         ))
     })
 }
