@@ -1,7 +1,7 @@
 //! What `digits train` (and `digits.train()` in Python) does: the validation split, resuming
 //! from checkpoints, the ensemble presets (`best`, `record`), the SVM and the judge, then the
-//! test figure and an atomic save. Front ends pick the request and show the observer's progress; every one
-//! of them runs this same code.
+//! test figure and an atomic save. Front ends pick the request and show the observer's
+//! progress; every one of them runs this same code.
 
 use crate::arch::{Architecture, TrainConfig};
 use crate::ensemble::EnsembleModel;
@@ -22,8 +22,8 @@ use std::sync::Mutex;
 pub enum Recipe {
     Network(Architecture),
     Svm(SvmSettings),
-    /// Networks of one architecture, seeds SEED, SEED+1, ..., trained one after another and
-    /// combined into an ensemble.
+    /// Networks of one architecture, each with its own seed (and for `record`, augmentation),
+    /// trained one after another and combined into an ensemble.
     Ensemble(Preset),
     /// The number reader's judge of where digits begin and end (written as a judge file).
     Judge,
