@@ -118,8 +118,8 @@ def _shipped(name: str) -> Model:
 
 
 def load_model(spec: Union[str, os.PathLike, Model] = "cnn") -> Model:
-    """A shipped model (``"cnn"``, ``"cnn-large"``, ``"ensemble"``, ``"mlp"``, ``"svm"``) or a
-    model file.
+    """A shipped model (``"cnn"``, ``"cnn-large"``, ``"ensemble"``, ``"ensemble-large"``,
+    ``"mlp"``, ``"svm"``) or a model file.
 
     The file is verified on load: a truncated, corrupt or foreign file raises ``ValueError``
     naming it; one that cannot be read raises ``OSError``.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub struct GuiArgs {
     /// An image file to open at start.
     file: Option<PathBuf>,
-    /// The model selected at start: a shipped model's name (cnn, cnn-large, ensemble, mlp, svm) or a model file.
+    /// The model selected at start: a shipped model's name (cnn, cnn-large, ensemble, ensemble-large, mlp, svm) or a model file.
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Draw this digit (0-9) with built-in strokes at start.

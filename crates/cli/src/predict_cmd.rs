@@ -24,7 +24,7 @@ pub struct PredictArgs {
     /// Image files, folders of images, or - for standard input.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// A model file, or the name of a shipped model (cnn, cnn-large, ensemble, mlp, svm).
+    /// A model file, or the name of a shipped model (cnn, cnn-large, ensemble, ensemble-large, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// One JSON object per line.
@@ -220,7 +220,7 @@ pub fn predict(args: PredictArgs, threads: usize) -> Result<()> {
 
 #[derive(Args)]
 pub struct RealworldArgs {
-    /// A model file, or the name of a shipped model (cnn, cnn-large, ensemble, mlp, svm).
+    /// A model file, or the name of a shipped model (cnn, cnn-large, ensemble, ensemble-large, mlp, svm).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Test digits redrawn per style.

@@ -11,7 +11,7 @@ pub struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// The default model: a shipped model's name (cnn, cnn-large, ensemble, mlp, svm) or a model file. The shipped models
+    /// The default model: a shipped model's name (cnn, cnn-large, ensemble, ensemble-large, mlp, svm) or a model file. The shipped models
     /// are always offered too.
     #[arg(long, default_value = "cnn")]
     model: String,

@@ -240,7 +240,17 @@ mod tests {
     fn every_drawn_digit_is_read_by_every_shipped_model() {
         let mut state = State::new("cnn").unwrap();
         let names: Vec<String> = state.model_names().map(String::from).collect();
-        assert_eq!(names, ["cnn", "cnn-large", "ensemble", "mlp", "svm"]);
+        assert_eq!(
+            names,
+            [
+                "cnn",
+                "cnn-large",
+                "ensemble",
+                "ensemble-large",
+                "mlp",
+                "svm"
+            ]
+        );
         for name in &names {
             state.select_model(name);
             for d in 0..10 {

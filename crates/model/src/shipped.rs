@@ -11,10 +11,18 @@ const CNN_LARGE: &[u8] = include_bytes!("../../../models/cnn-large.safetensors")
 const MLP: &[u8] = include_bytes!("../../../models/mlp.safetensors");
 const SVM: &[u8] = include_bytes!("../../../models/svm.safetensors");
 const ENSEMBLE: &[u8] = include_bytes!("../../../models/ensemble.safetensors");
+const ENSEMBLE_LARGE: &[u8] = include_bytes!("../../../models/ensemble-large.safetensors");
 const JUDGE: &[u8] = include_bytes!("../../../models/judge.safetensors");
 
 /// Names accepted wherever a model is chosen, besides a path to a file.
-pub const NAMES: [&str; 5] = ["cnn", "cnn-large", "ensemble", "mlp", "svm"];
+pub const NAMES: [&str; 6] = [
+    "cnn",
+    "cnn-large",
+    "ensemble",
+    "ensemble-large",
+    "mlp",
+    "svm",
+];
 
 /// The shipped model called `name`, if there is one.
 pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
@@ -24,6 +32,7 @@ pub fn by_name(name: &str) -> Option<Result<Model, ModelError>> {
         "mlp" => MLP,
         "svm" => SVM,
         "ensemble" => ENSEMBLE,
+        "ensemble-large" => ENSEMBLE_LARGE,
         _ => return None,
     };
     Some(file::load_bytes(

@@ -75,7 +75,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 /// Running max (`grow`) or min over a square window of radius `r`, separably.
-fn morph(v: &mut [f32], w: usize, h: usize, r: usize, grow: bool) {
+pub(crate) fn morph(v: &mut [f32], w: usize, h: usize, r: usize, grow: bool) {
     let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
     let mut tmp = v.to_vec();
     for y in 0..h {

@@ -136,26 +136,9 @@ impl Coverage {
         }
     }
 
-    /// Running max (`grow`) or min over a square window, separably.
+    /// Running max (`grow`) or min over a square window of radius `r`.
     fn morph(&mut self, r: usize, grow: bool) {
-        let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
-        let (w, h) = (self.w, self.h);
-        let mut tmp = self.v.clone();
-        for y in 0..h {
-            for x in 0..w {
-                let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-                tmp[y * w + x] = self.v[y * w + a..y * w + b]
-                    .iter()
-                    .copied()
-                    .fold(self.v[y * w + x], pick);
-            }
-        }
-        for y in 0..h {
-            for x in 0..w {
-                let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-                self.v[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).fold(tmp[y * w + x], pick);
-            }
-        }
+        crate::ink::morph(&mut self.v, self.w, self.h, r, grow);
     }
 
     /// Zhang-Suen thinning of the ink above 0.3 to a one-pixel centre line (topology kept).
