@@ -68,6 +68,8 @@ def train(
     max_batches: Optional[int] = None,
     data_dir: Optional[str] = None,
     progress: Optional[Callable[[str, Any], None]] = None,
+    teacher: Optional[str] = None,
+    teacher_weight: float = 0.5,
 ) -> Optional[str]: ...
 def fit(
     model: str,

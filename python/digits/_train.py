@@ -70,6 +70,8 @@ def train(
     resume: bool = False,
     max_batches: Optional[int] = None,
     data_dir: Optional[Union[str, os.PathLike]] = None,
+    teacher: Optional[Union[str, os.PathLike]] = None,
+    teacher_weight: float = 0.5,
 ) -> Optional[Model]:
     """Train ``model`` (``cnn-small``, ``cnn``, ``cnn-ref``, ``mlp``, ``svm``, or ``best``: the
     three-network ensemble) on MNIST exactly as ``digits train`` does, save it to ``out``
@@ -77,6 +79,8 @@ def train(
     the number reader's judge, is saved but returns None: it is no digit classifier).
 
     A checkpoint is written beside ``out`` after every epoch; ``resume=True`` continues from it.
+    ``teacher`` (a shipped name such as ``ensemble-large``, or a file) distils: the network also
+    learns from that model's probabilities, ``teacher_weight`` of each target.
     Ctrl+C stops after the current batch with ``KeyboardInterrupt``, the checkpoint kept.
 
     >>> m = train("cnn-small", epochs=1, out="runs/cnn-small.safetensors")  # doctest: +SKIP
@@ -106,6 +110,8 @@ def train(
             max_batches,
             None if data_dir is None else os.fspath(data_dir),
             reporter,
+            None if teacher is None else os.fspath(teacher),
+            teacher_weight,
         )
     finally:
         if reporter is not None:

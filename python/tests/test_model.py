@@ -100,6 +100,29 @@ def test_train_writes_a_model_that_predicts(tmp_path, mnist_test):
     assert (model.predict(images[:1000]) == labels[:1000]).mean() > 0.9
 
 
+def test_train_learns_from_a_teacher(tmp_path, mnist_test):
+    images, labels = mnist_test
+    model = digits.train(
+        "cnn-small",
+        epochs=1,
+        max_batches=60,
+        out=tmp_path / "s.safetensors",
+        progress=False,
+        teacher="cnn",
+        teacher_weight=0.7,
+    )
+    assert (model.predict(images[:1000]) == labels[:1000]).mean() > 0.8
+    # A teacher that saw this run's validation images would leak them into its training.
+    with pytest.raises(ValueError, match="held out other validation images"):
+        digits.train(
+            "cnn-small",
+            limit=10000,
+            out=tmp_path / "t.safetensors",
+            progress=False,
+            teacher="cnn",
+        )
+
+
 def test_train_rejects_nonsense():
     with pytest.raises(ValueError, match="unknown model"):
         digits.train("resnet", progress=False, out="runs/x.safetensors")

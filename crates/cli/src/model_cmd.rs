@@ -109,6 +109,13 @@ pub struct TrainArgs {
     /// blobs and `predict --number` cuts them apart (see BENCHMARKS.md for the trade-off).
     #[arg(long)]
     touching_negatives: Option<usize>,
+    /// Learn from this model's probabilities (a shipped name or a file) as well as from the
+    /// labels: distillation. It must have held out the same validation images.
+    #[arg(long, value_name = "MODEL")]
+    teacher: Option<String>,
+    /// The teacher's share of each training target, 0 to 1.
+    #[arg(long, default_value_t = TrainRequest::default().teacher_weight, requires = "teacher")]
+    teacher_weight: f32,
     /// Judge: synthetic lines of training digits to learn from.
     #[arg(long, default_value_t = TrainRequest::default().judge_lines)]
     lines: usize,
@@ -163,6 +170,8 @@ impl TrainArgs {
             limit: self.limit,
             resume: self.resume,
             touching_negatives: self.touching_negatives,
+            teacher: self.teacher.clone(),
+            teacher_weight: self.teacher_weight,
             judge_lines: self.lines,
             max_batches: self.max_batches,
         }

@@ -119,6 +119,72 @@ fn smoke_training_saves_resumes_and_evaluates() {
 }
 
 #[test]
+fn a_distilled_run_reloads_its_teacher_when_it_resumes() {
+    let Some(_) = data_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (teacher, student) = (path("teacher.safetensors"), path("student.safetensors"));
+    let split = ["--limit", "2000", "--validation", "500"];
+    let o = digits(
+        &[
+            &[
+                "train", "--model", "mlp", "--epochs", "1", "--out", &teacher,
+            ][..],
+            &split,
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let common = [
+        &[
+            "train",
+            "--model",
+            "cnn-small",
+            "--epochs",
+            "2",
+            "--out",
+            &student,
+        ][..],
+        &split,
+    ]
+    .concat();
+    let o = digits(&[&common[..], &["--teacher", &teacher, "--max-batches", "15"]].concat());
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("learning from") && t.contains("epoch  1/2"),
+        "{t}"
+    );
+    // The checkpoint names the teacher: resuming needs no --teacher and loads it again.
+    let o = digits(&[&common[..], &["--resume"]].concat());
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("learning from") && t.contains("epoch  2/2"),
+        "{t}"
+    );
+
+    let o = digits(&[&common[..], &["--teacher", "cnn"]].concat());
+    assert!(
+        !o.status.success() && text(&o).contains("held out other validation images"),
+        "{}",
+        text(&o)
+    );
+    let o = digits(&[
+        "train",
+        "--model",
+        "svm",
+        "--teacher",
+        "cnn",
+        "--out",
+        &path("s"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("only networks"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn preset_best_trains_members_resumes_and_ensembles() {
     let Some(_) = data_dir() else { return };
     let dir = tempfile::tempdir().unwrap();

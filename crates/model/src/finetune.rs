@@ -171,6 +171,7 @@ impl FinetuneRequest {
                 final_div: 100.0,
             };
             model.meta.training.touching_negatives = 0;
+            model.meta.training.distillation = None;
             model.meta.seed = self.seed;
             model.meta.history.clear();
             model.meta.epochs_trained = 0;

@@ -210,7 +210,7 @@ fn score(judge: &mut Judge, set: &Examples) -> (f32, f32) {
         input.extend(views.iter().map(|&v| v as f32 / 255.0));
         let logits = judge.net.predict(&input, labels.len());
         grad.resize(logits.len(), 0.0);
-        let (l, ok) = softmax_cross_entropy(logits, labels, 2, 0.0, &mut grad);
+        let (l, ok) = softmax_cross_entropy(logits, labels, 2, 0.0, None, &mut grad);
         loss += l as f64 * labels.len() as f64;
         correct += ok;
     }
@@ -260,7 +260,7 @@ pub fn train_judge(
                 .net
                 .forward(Mode::Train, Rng::derive(seed, &[2, step as u64]).next_u64());
             dlogits.resize(logits.len(), 0.0);
-            let (loss, ok) = softmax_cross_entropy(logits, &labels, 2, 0.0, &mut dlogits);
+            let (loss, ok) = softmax_cross_entropy(logits, &labels, 2, 0.0, None, &mut dlogits);
             judge.net.backward(&dlogits);
             let lr = training.schedule.rate(training.learning_rate, step, total);
             optimizer.step(judge.net.params_mut(), lr);

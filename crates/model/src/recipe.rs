@@ -3,7 +3,7 @@
 //! test figure and an atomic save. Front ends pick the request and show the observer's
 //! progress; every one of them runs this same code.
 
-use crate::arch::{Architecture, TrainConfig};
+use crate::arch::{Architecture, Distillation, TrainConfig};
 use crate::ensemble::EnsembleModel;
 use crate::eval::{evaluate, Evaluation};
 use crate::file::{self, ModelError};
@@ -143,6 +143,11 @@ pub struct TrainRequest {
     pub resume: bool,
     /// Images of two touching digits labelled "none" added to a network's training.
     pub touching_negatives: Option<usize>,
+    /// A network learns from this model's probabilities too (a shipped name or a file): see
+    /// [`crate::arch::Distillation`].
+    pub teacher: Option<String>,
+    /// The teacher's share of each target.
+    pub teacher_weight: f32,
     /// Judge: synthetic lines of training digits to learn from.
     pub judge_lines: usize,
     /// Stop after this many batches (smoke tests).
@@ -160,10 +165,48 @@ impl Default for TrainRequest {
             limit: None,
             resume: false,
             touching_negatives: None,
+            teacher: None,
+            teacher_weight: Distillation::DEFAULT_WEIGHT,
             judge_lines: JudgeTraining::default().lines,
             max_batches: None,
         }
     }
+}
+
+/// The teacher a distilled run names, checked to have held out the same validation images as
+/// the student (else it would have learned the images the student is measured on). An
+/// ensemble teaches without its shifted views: the augmented images already move the digit,
+/// and five readings per image would cost five times the time.
+fn load_teacher(d: &Distillation, student: &HeldOut) -> Result<Model, ModelError> {
+    if !(0.0..=1.0).contains(&d.weight) {
+        return Err(ModelError::Unsupported(format!(
+            "the teacher's weight must be between 0 and 1, not {}",
+            d.weight
+        )));
+    }
+    let mut teacher = shipped::resolve(&d.teacher)?;
+    let held_out = match &mut teacher {
+        Model::Neural(m) => m.meta.held_out,
+        Model::Ensemble(e) => {
+            e.meta.shifted_views = false;
+            e.members[0].meta.held_out
+        }
+        Model::Svm(_) => {
+            return Err(ModelError::Unsupported(format!(
+                "{} is an SVM, whose file does not record its validation images; teach with \
+                 a network or an ensemble",
+                d.teacher
+            )))
+        }
+    };
+    if held_out != *student {
+        return Err(ModelError::Unsupported(format!(
+            "the teacher {} held out other validation images ({held_out:?}) than this run \
+             ({student:?}); train with its --split-seed, --validation and --limit",
+            d.teacher
+        )));
+    }
+    Ok(teacher)
 }
 
 /// What a run produced: the model (none for the judge, which is a file of its own kind) and
@@ -204,6 +247,7 @@ impl TrainRequest {
         observer: &mut dyn Observer,
     ) -> Result<Trained, ModelError> {
         let start = std::time::Instant::now();
+        self.check_teacher()?;
         let all = self.pool(&data.train);
         let model = match self.recipe {
             Recipe::Judge => {
@@ -239,6 +283,7 @@ impl TrainRequest {
     /// scikit-learn estimator's data) without files: the request's validation images calibrate
     /// its confidence.
     pub fn fit(&self, all: &Digits, observer: &mut dyn Observer) -> Result<Model, ModelError> {
+        self.check_teacher()?;
         match self.recipe {
             Recipe::Network(architecture) => Ok(Model::Neural(self.train_network(
                 architecture,
@@ -252,6 +297,17 @@ impl TrainRequest {
                 "{} is trained on MNIST with `run`, not fitted to arrays",
                 self.recipe.name()
             ))),
+        }
+    }
+
+    /// Only networks (and ensembles of them) learn from a teacher.
+    fn check_teacher(&self) -> Result<(), ModelError> {
+        match (&self.teacher, self.recipe) {
+            (Some(_), Recipe::Svm(_) | Recipe::Judge) => Err(ModelError::Unsupported(format!(
+                "the {} does not learn from a teacher; only networks do",
+                self.recipe.name()
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -290,12 +346,26 @@ impl TrainRequest {
             if let Some(n) = self.touching_negatives {
                 config.touching_negatives = n;
             }
+            if let Some(teacher) = &self.teacher {
+                config.distillation = Some(Distillation {
+                    teacher: teacher.clone(),
+                    weight: self.teacher_weight,
+                });
+            }
             let mut t = Trainer::new(architecture, config, seed);
             t.model.meta.held_out = self.held_out(all);
             t
         };
         if let Some(e) = self.epochs {
             trainer.model.meta.training.epochs = e;
+        }
+        if let Some(d) = trainer.model.meta.training.distillation.clone() {
+            trainer.set_teacher(load_teacher(&d, &trainer.model.meta.held_out)?);
+            observer.note(&format!(
+                "learning from {} ({:.0}% of each target) as well as the labels",
+                d.teacher,
+                d.weight * 100.0
+            ));
         }
         let mut split = self.held_out(all).apply(all)?;
         let negatives = trainer.model.meta.training.touching_negatives;
@@ -602,5 +672,39 @@ mod tests {
             .collect();
         assert_eq!(best, [1, 2, 3]);
         assert_eq!(Recipe::Svm(SvmSettings::default()).epochs(Some(2)), 0);
+    }
+
+    #[test]
+    fn a_teacher_is_checked_before_anything_trains() {
+        let request = |recipe, teacher: &str| TrainRequest {
+            recipe,
+            teacher: Some(teacher.into()),
+            ..TrainRequest::default()
+        };
+        let svm = request(Recipe::Svm(SvmSettings::default()), "cnn");
+        let e = svm.fit(&Digits::default(), &mut ()).unwrap_err();
+        assert!(e.to_string().contains("svm does not learn"), "{e}");
+
+        let student = HeldOut::default();
+        let d = |teacher: &str, weight| Distillation {
+            teacher: teacher.into(),
+            weight,
+        };
+        let teacher = load_teacher(&d("ensemble-large", 0.5), &student).unwrap();
+        let Model::Ensemble(e) = teacher else {
+            panic!("ensemble-large is an ensemble")
+        };
+        assert!(!e.meta.shifted_views, "teaches from one view per image");
+        for (spec, weight, problem) in [
+            ("cnn", 1.5, "between 0 and 1"),
+            ("svm", 0.5, "an SVM"),
+            ("no-such-model", 0.5, "not a shipped model"),
+        ] {
+            let e = load_teacher(&d(spec, weight), &student).unwrap_err();
+            assert!(e.to_string().contains(problem), "{spec}: {e}");
+        }
+        let other = HeldOut { seed: 9, ..student };
+        let e = load_teacher(&d("cnn", 0.5), &other).unwrap_err();
+        assert!(e.to_string().contains("--split-seed"), "{e}");
     }
 }

@@ -3,9 +3,9 @@
 use crate::arch::{Architecture, TrainConfig};
 use crate::eval::{evaluate, fit_temperature};
 use crate::file::{self, ModelError};
-use crate::model::NeuralModel;
+use crate::model::{Classify, Model, NeuralModel};
 use digits_data::{Digits, Split, PIXELS};
-use digits_nn::{softmax_cross_entropy, Mode, Optimizer};
+use digits_nn::{softmax_cross_entropy, Mode, Optimizer, SoftTargets};
 use digits_rng::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,10 @@ pub struct Trainer {
     pub model: NeuralModel,
     pub optimizer: Optimizer,
     pub progress: Progress,
+    /// The model distilled from, when the training config names one.
+    teacher: Option<Model>,
     labels: Vec<u8>,
+    taught: Vec<f32>,
     dlogits: Vec<f32>,
 }
 
@@ -157,7 +160,9 @@ impl Trainer {
             model,
             optimizer,
             progress,
+            teacher: None,
             labels: Vec::new(),
+            taught: Vec::new(),
             dlogits: Vec::new(),
         }
     }
@@ -166,6 +171,11 @@ impl Trainer {
     pub fn resume(path: &Path) -> Result<Self, ModelError> {
         let (model, optimizer, progress) = file::load_checkpoint(path)?;
         Ok(Trainer::from_parts(model, optimizer, progress))
+    }
+
+    /// The model whose probabilities the config's `distillation` mixes into the targets.
+    pub fn set_teacher(&mut self, teacher: Model) {
+        self.teacher = Some(teacher);
     }
 
     fn config(&self) -> &TrainConfig {
@@ -207,6 +217,18 @@ impl Trainer {
                     None => digits_data::normalize_into(src, dst),
                 }
             });
+        let soft = match (&mut self.teacher, &cfg.distillation) {
+            (Some(teacher), Some(d)) => {
+                self.taught.clear();
+                self.taught
+                    .extend(teacher.predict(input).iter().flat_map(|p| p.probabilities));
+                Some(SoftTargets {
+                    probabilities: &self.taught,
+                    weight: d.weight,
+                })
+            }
+            _ => None,
+        };
         self.labels.clear();
         self.labels.extend(indices.iter().map(|&i| train.labels[i]));
         let step_seed = Rng::derive(seed, &[2, global_step as u64]).next_u64();
@@ -217,6 +239,7 @@ impl Trainer {
             &self.labels,
             10,
             cfg.label_smoothing,
+            soft,
             &mut self.dlogits,
         );
         self.model.net.backward(&self.dlogits);
@@ -240,6 +263,12 @@ impl Trainer {
         let steps = self.steps_per_epoch(split.train.len());
         let batch_size = self.config().batch_size.min(split.train.len());
         let total = epochs * steps;
+        if let (Some(d), None) = (&self.config().distillation, &self.teacher) {
+            return Err(ModelError::Unsupported(format!(
+                "this run learns from the teacher {:?}, which was not loaded",
+                d.teacher
+            )));
+        }
         let mut budget = max_batches.unwrap_or(usize::MAX);
         while self.progress.epochs_done < epochs && budget > 0 {
             let epoch = self.progress.epochs_done;
@@ -532,5 +561,45 @@ mod tests {
                 .collect();
             assert_eq!(a, b);
         });
+    }
+
+    #[test]
+    fn a_student_at_full_weight_learns_its_teacher_not_the_labels() {
+        let split = toy();
+        let mut teacher = Trainer::new(Architecture::Mlp, config(), 1);
+        teacher.run(&split, &mut (), None, None).unwrap();
+        let teacher = Model::Neural(teacher.finish(&split.validation));
+        // Every training label swapped: only the teacher knows the truth.
+        let mut swapped = split.clone();
+        swapped.train.labels.iter_mut().for_each(|l| *l = 1 - *l);
+        let student = |weight: f32| {
+            let mut config = config();
+            config.distillation = Some(crate::arch::Distillation {
+                teacher: "the toy teacher".into(),
+                weight,
+            });
+            let mut t = Trainer::new(Architecture::Mlp, config, 2);
+            t.set_teacher(teacher.clone());
+            t.run(&swapped, &mut (), None, None).unwrap();
+            t.progress.history[1].validation_accuracy
+        };
+        assert!(student(1.0) > 0.95, "taught: {}", student(1.0));
+        assert!(student(0.0) < 0.05, "labels only: {}", student(0.0));
+    }
+
+    #[test]
+    fn a_distilled_run_refuses_to_start_without_its_teacher() {
+        let mut config = config();
+        config.distillation = Some(crate::arch::Distillation {
+            teacher: "cnn-large".into(),
+            weight: 0.5,
+        });
+        let mut t = Trainer::new(Architecture::Mlp, config, 1);
+        let e = t.run(&toy(), &mut (), None, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"cnn-large\", which was not loaded"),
+            "{e}"
+        );
     }
 }

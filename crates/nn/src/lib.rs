@@ -31,7 +31,7 @@ mod schedule;
 
 pub use infer::{precision, set_precision, EvalLayer, Precision};
 pub use layer::{Layer, LayerSpec, Mode, Param, Shape};
-pub use loss::{softmax_cross_entropy, softmax_in_place};
+pub use loss::{softmax_cross_entropy, softmax_in_place, SoftTargets};
 pub use network::{Network, NetworkError};
 pub use optim::{Optimizer, OptimizerConfig};
 pub use schedule::Schedule;

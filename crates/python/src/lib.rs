@@ -4,6 +4,7 @@
 //! exceptions. Argument checking that reads better in Python lives in `python/digits`.
 
 use digits_data::{DataDir, Digits, PIXELS};
+use digits_model::arch::Distillation;
 use digits_model::eval::evaluate;
 use digits_model::recipe::{self, DigitSource, Recipe, TrainRequest};
 use digits_model::recognize::{
@@ -591,7 +592,7 @@ fn recipe(name: &str) -> PyResult<Recipe> {
 /// (a checkpoint beside it after every epoch). Returns the test evaluation as JSON, or None for
 /// the judge.
 #[pyfunction]
-#[pyo3(signature = (model, out, epochs=None, seed=1, split_seed=1, validation=5000, limit=None, resume=false, max_batches=None, data_dir=None, progress=None))]
+#[pyo3(signature = (model, out, epochs=None, seed=1, split_seed=1, validation=5000, limit=None, resume=false, max_batches=None, data_dir=None, progress=None, teacher=None, teacher_weight=Distillation::DEFAULT_WEIGHT))]
 #[allow(clippy::too_many_arguments)]
 fn train(
     py: Python<'_>,
@@ -606,6 +607,8 @@ fn train(
     max_batches: Option<usize>,
     data_dir: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    teacher: Option<String>,
+    teacher_weight: f32,
 ) -> PyResult<Option<String>> {
     let request = TrainRequest {
         recipe: recipe(model)?,
@@ -616,6 +619,8 @@ fn train(
         limit,
         resume,
         max_batches,
+        teacher,
+        teacher_weight,
         ..TrainRequest::default()
     };
     let data = py
