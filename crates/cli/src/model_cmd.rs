@@ -347,21 +347,38 @@ pub struct EnsembleArgs {
     /// Where to write the ensemble.
     #[arg(long, default_value = "runs/ensemble.safetensors")]
     out: PathBuf,
+    /// Do not read the test set: compare combinations by their validation figures, then
+    /// measure the chosen one once with `digits eval`.
+    #[arg(long)]
+    no_test: bool,
 }
 
 /// `digits ensemble`: combines trained networks and calibrates them on their validation split.
 pub fn ensemble(args: EnsembleArgs, dir: DataDir) -> Result<()> {
-    let data = dir.load()?;
+    let train = dir.load_train()?;
+    let test = if args.no_test {
+        None
+    } else {
+        Some(dir.load_test()?)
+    };
     let (model, test) = recipe::ensemble_files(
         &args.models,
-        &data,
+        &train,
+        test.as_ref(),
         &args.out,
         &mut Bars {
             bar: None,
             epochs: 0,
         },
     )?;
-    print_saved(&model, &test, &args.out);
+    match test {
+        Some(test) => print_saved(&model, &test, &args.out),
+        None => println!(
+            "confidence temperature {:.3}; saved {} (test set not read)",
+            digits_model::Classify::temperature(&model),
+            args.out.display()
+        ),
+    }
     Ok(())
 }
 

@@ -237,6 +237,31 @@ fn preset_best_trains_members_resumes_and_ensembles() {
         again.to_str().unwrap(),
     ]);
     assert!(o.status.success() && again.exists(), "{}", text(&o));
+    // Combinations compared on validation alone: with --no-test the test files are not needed.
+    let train_only = dir.path().join("train-only");
+    std::fs::create_dir(&train_only).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(Path::new(&data_dir().unwrap()).join(f), train_only.join(f)).unwrap();
+    }
+    let o = digits(&[
+        "--data-dir",
+        train_only.to_str().unwrap(),
+        "ensemble",
+        m1.to_str().unwrap(),
+        m2.to_str().unwrap(),
+        "--no-test",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("validation accuracy"),
+        "{t}"
+    );
+    assert!(
+        t.contains("test set not read") && !t.contains("test accuracy"),
+        "{t}"
+    );
     let o = digits(&["ensemble", m1.to_str().unwrap(), "cnn"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(

@@ -555,13 +555,15 @@ pub fn combine(
 }
 
 /// `digits ensemble`: combines trained networks (files or shipped names) that held out the same
-/// validation images, measures the ensemble on the test set and saves it.
+/// validation images, measures the ensemble on the test set unless `test` is None (for
+/// comparing combinations on validation without reading the test set), and saves it.
 pub fn ensemble_files(
     specs: &[String],
-    data: &Mnist,
+    train: &Digits,
+    test: Option<&Digits>,
     out: &Path,
     observer: &mut dyn Observer,
-) -> Result<(Model, Evaluation), ModelError> {
+) -> Result<(Model, Option<Evaluation>), ModelError> {
     let members = specs
         .iter()
         .map(|spec| network_file(spec))
@@ -569,9 +571,15 @@ pub fn ensemble_files(
     let Some(first) = members.first() else {
         return Err(ModelError::Ensemble("no networks given".into()));
     };
-    let split = first.meta.held_out.apply(&data.train)?;
-    let model = combine(members, &split.validation, observer)?;
-    test_and_save(Model::Ensemble(model), &data.test, out)
+    let split = first.meta.held_out.apply(train)?;
+    let model = Model::Ensemble(combine(members, &split.validation, observer)?);
+    match test {
+        Some(test) => test_and_save(model, test, out).map(|(m, e)| (m, Some(e))),
+        None => {
+            file::save(&model, out)?;
+            Ok((model, None))
+        }
+    }
 }
 
 /// Which MNIST digits an evaluation reads.
