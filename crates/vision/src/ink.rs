@@ -16,7 +16,7 @@ const NOISE_FLOOR: f32 = 0.25;
 /// white, but their shading is not ink: they keep the full floor.)
 const CANVAS_NOISE_FLOOR: f32 = 0.05;
 /// Longest side of what counts as a small canvas.
-const SMALL_CANVAS: usize = 64;
+pub(crate) const SMALL_CANVAS: usize = 64;
 /// Long side of the thumbnail the background is fitted on.
 const THUMB: usize = 64;
 /// Working scale of the stroke-width correction, in multiples of the final size.
@@ -490,13 +490,17 @@ fn last_inked(ink: &[f32], mask: Option<&[bool]>, range: Range<usize>) -> Option
 
 impl InkMap {
     /// Composites alpha on white, converts to grey, finds the polarity, removes a smoothly
-    /// varying background (uneven lighting) and the noise floor, and scales the ink to 0..1.
+    /// varying background (uneven lighting), the noise floor and thin lines across the page,
+    /// and scales the ink to 0..1.
     pub fn from_rgba(img: &RgbaImage) -> Result<Self, VisionError> {
-        if wide() {
+        let mut map = if wide() {
             // SAFETY: `wide` has checked that the CPU supports AVX2 and FMA.
-            return unsafe { Self::from_rgba_wide(img) };
-        }
-        Self::from_rgba_portable(img)
+            unsafe { Self::from_rgba_wide(img) }
+        } else {
+            Self::from_rgba_portable(img)
+        }?;
+        crate::lines::remove_thin_lines(&mut map);
+        Ok(map)
     }
 
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]

@@ -12,6 +12,7 @@
 mod decode;
 mod deskew;
 mod ink;
+mod lines;
 mod number;
 mod resample;
 pub mod synth;

@@ -38,10 +38,12 @@ pub enum Style {
     Jpeg,
     /// A photo of paper lit from one side.
     UnevenLight,
+    /// Thin straight lines across the digit: ruled paper, a crossed-out background.
+    Crossed,
 }
 
 impl Style {
-    pub const ALL: [Style; 11] = [
+    pub const ALL: [Style; 12] = [
         Style::Canvas,
         Style::Thick,
         Style::Thin,
@@ -53,6 +55,7 @@ impl Style {
         Style::Blurred,
         Style::Jpeg,
         Style::UnevenLight,
+        Style::Crossed,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -68,6 +71,7 @@ impl Style {
             Style::Blurred => "blurred",
             Style::Jpeg => "jpeg",
             Style::UnevenLight => "uneven-light",
+            Style::Crossed => "crossed",
         }
     }
 
@@ -192,6 +196,48 @@ impl Coverage {
         self.v = on.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect();
     }
 
+    /// Rules two to four thin straight lines, each at least half the canvas's shorter side
+    /// long where it shows and half of them running from edge to edge; they belong to no digit.
+    fn cross(&mut self, size: f32, rng: &mut Rng) {
+        let (w, h) = (self.w as f32, self.h as f32);
+        let half_width = rng.range(0.5, (size / 200.0).max(0.5) + 0.5);
+        let lines = 2 + rng.below(3);
+        let mut drawn = 0;
+        while drawn < lines {
+            let (ax, ay, angle) = (rng.range(0.0, w), rng.range(0.0, h), rng.range(0.0, 3.2));
+            let (dx, dy) = (angle.cos(), angle.sin());
+            let reach = if drawn % 2 == 0 {
+                2.0 * (w + h)
+            } else {
+                w.max(h)
+            };
+            let (mut t0, mut t1) = (-reach * rng.range(0.25, 1.0), reach * rng.range(0.25, 1.0));
+            // Clip to the canvas: where a + t d lies within 0..w and 0..h.
+            for (a, d, end) in [(ax, dx, w), (ay, dy, h)] {
+                if d.abs() > 1e-6 {
+                    let (u, v) = ((0.0 - a) / d, (end - a) / d);
+                    (t0, t1) = (t0.max(u.min(v)), t1.min(u.max(v)));
+                }
+            }
+            if t1 - t0 < w.min(h) / 2.0 {
+                continue;
+            }
+            drawn += 1;
+            let (sx, sy) = (ax + t0 * dx, ay + t0 * dy);
+            let length = t1 - t0;
+            for py in 0..self.h {
+                for px in 0..self.w {
+                    let (qx, qy) = (px as f32 + 0.5 - sx, py as f32 + 0.5 - sy);
+                    let t = (qx * dx + qy * dy).clamp(0.0, length);
+                    let (ex, ey) = (qx - t * dx, qy - t * dy);
+                    let cover = (half_width + 0.5 - (ex * ex + ey * ey).sqrt()).clamp(0.0, 1.0);
+                    let at = py * self.w + px;
+                    self.v[at] = self.v[at].max(cover);
+                }
+            }
+        }
+    }
+
     /// Three box blurs of radius `r` (close to a Gaussian).
     fn blur(&mut self, r: usize) {
         let (w, h) = (self.w, self.h);
@@ -256,6 +302,7 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             cov.morph((size / 200.0).round() as usize, true);
         }
         Style::Blurred => cov.blur((size / 45.0).round().max(1.0) as usize),
+        Style::Crossed => cov.cross(size, rng),
         _ => {}
     }
     let (w, h) = (cov.w as u32, cov.h as u32);

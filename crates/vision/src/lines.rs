@@ -1,0 +1,335 @@
+//! Lines across the page that are not the digit: ruled or squared paper, a crossing-out, a
+//! background's pattern. Left in, they join the digit into one shape (a 1 on crossed lines
+//! reads as a 4). They are told apart from the digit by being much thinner than its strokes,
+//! straight, and at least half as long as it is; a digit's own hairlines (the thin top of a
+//! printed 0) are curved or short, and stay.
+//!
+//! Lines across the page reach its edge and a digit rarely does, so images without ink at the
+//! edge are left alone at the cost of one look at the stroke grid's border.
+
+use crate::ink::{morph, InkMap, StrokeGrid, SMALL_CANVAS};
+use crate::resample::area;
+
+/// Longest side the lines are looked for at: big photos are averaged down to it.
+const WORK: usize = 512;
+/// Ink level from which a pixel counts: low, so that a line's faint stretches (a one-pixel
+/// line at a slant covers some pixels only partly) keep it whole and go with it.
+const FAINT: f32 = 0.1;
+/// Half-width (chessboard distance to the paper, in working pixels) that the digit's thickest
+/// strokes must reach for lines to be told apart from them by width at all.
+const THICK_ENOUGH: u16 = 3;
+
+/// Whether any stroke cell lies on the grid's border.
+fn touches_border(grid: &StrokeGrid) -> bool {
+    let (w, h) = (grid.width, grid.height);
+    (0..w).any(|x| grid.cells[x] || grid.cells[(h - 1) * w + x])
+        || (0..h).any(|y| grid.cells[y * w] || grid.cells[y * w + w - 1])
+}
+
+/// Chessboard distance from each set pixel to the nearest unset one, in two passes. Outside
+/// the image does not count: a stroke the edge cuts through is as thick there as it was.
+fn distance_to_paper(on: &[bool], w: usize, h: usize) -> Vec<u16> {
+    let mut d: Vec<u16> = on.iter().map(|&o| if o { u16::MAX } else { 0 }).collect();
+    let at = |d: &[u16], x: isize, y: isize| {
+        if x < 0 || y < 0 || x >= w as isize || y >= h as isize {
+            u16::MAX
+        } else {
+            d[y as usize * w + x as usize]
+        }
+    };
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let p = y as usize * w + x as usize;
+            if d[p] > 0 {
+                let m = [(-1, 0), (-1, -1), (0, -1), (1, -1)]
+                    .iter()
+                    .map(|&(dx, dy)| at(&d, x + dx, y + dy))
+                    .min()
+                    .unwrap_or(u16::MAX);
+                d[p] = d[p].min(m.saturating_add(1));
+            }
+        }
+    }
+    for y in (0..h as isize).rev() {
+        for x in (0..w as isize).rev() {
+            let p = y as usize * w + x as usize;
+            if d[p] > 0 {
+                let m = [(1, 0), (1, 1), (0, 1), (-1, 1)]
+                    .iter()
+                    .map(|&(dx, dy)| at(&d, x + dx, y + dy))
+                    .min()
+                    .unwrap_or(u16::MAX);
+                d[p] = d[p].min(m.saturating_add(1));
+            }
+        }
+    }
+    d
+}
+
+/// The longer side of the box around the set pixels of a map `w` wide.
+fn extent(map: &[f32], w: usize) -> usize {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (p, _) in map.iter().enumerate().filter(|(_, &v)| v > 0.0) {
+        let (x, y) = (p % w, p / w);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+    }
+    x1.saturating_sub(x0).max(y1.saturating_sub(y0))
+}
+
+/// Angles the Hough transform tries: one per degree.
+const ANGLES: usize = 180;
+/// Most lines removed from one image.
+const MOST_LINES: usize = 8;
+/// How far from a found line's centre (working pixels) a thin pixel belongs to it.
+const LINE_REACH: f32 = 1.5;
+
+/// Straight lines among the `thin` pixels of a `w x h` map (Hough transform, strongest line
+/// first), each supported by at least `votes` pixels; the pixels of the lines found.
+fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<usize> {
+    let points: Vec<(usize, f32, f32)> = (0..w * h)
+        .filter(|&p| thin[p])
+        .map(|p| (p, (p % w) as f32, (p / w) as f32))
+        .collect();
+    let trig: Vec<(f32, f32)> = (0..ANGLES)
+        .map(|a| (a as f32 * std::f32::consts::PI / ANGLES as f32).sin_cos())
+        .collect();
+    // Distances from the origin run over -diagonal..diagonal, one bin per pixel.
+    let diagonal = (w as f32).hypot(h as f32).ceil() + 1.0;
+    let bins = 2 * diagonal as usize + 1;
+    let mut acc = vec![0u32; ANGLES * bins];
+    let vote = |acc: &mut [u32], x: f32, y: f32, add: bool| {
+        for (row, &(sin, cos)) in acc.chunks_exact_mut(bins).zip(&trig) {
+            // Never negative, so truncating after adding a half rounds.
+            let cell = &mut row[(x * cos + y * sin + diagonal + 0.5) as usize];
+            *cell = if add { *cell + 1 } else { *cell - 1 };
+        }
+    };
+    points
+        .iter()
+        .for_each(|&(_, x, y)| vote(&mut acc, x, y, true));
+    let mut taken = vec![false; points.len()];
+    let mut found = Vec::new();
+    for _ in 0..MOST_LINES {
+        // A line a few pixels wide spreads over neighbouring bins: count three together.
+        let (mut best, mut support) = ((0, 0.0), 0);
+        for (angle, row) in acc.chunks_exact(bins).enumerate() {
+            for (i, three) in row.windows(3).enumerate() {
+                let v = three[0] + three[1] + three[2];
+                if v > support {
+                    (best, support) = ((angle, (i + 1) as f32 - diagonal), v);
+                }
+            }
+        }
+        if support < votes {
+            break;
+        }
+        let (sin, cos) = trig[best.0];
+        let before = found.len();
+        for (k, &(p, x, y)) in points.iter().enumerate() {
+            if !taken[k] && (x * cos + y * sin - best.1).abs() <= LINE_REACH {
+                taken[k] = true;
+                vote(&mut acc, x, y, false);
+                found.push(p);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    found
+}
+
+/// The working pixels that belong to thin straight lines in a `w x h` ink map, or None when
+/// there are none or the strokes are too thin to tell lines from the digit.
+fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
+    let on: Vec<bool> = work.iter().map(|&v| v > FAINT).collect();
+    let depth = distance_to_paper(&on, w, h);
+    // The digit's strokes: how deep the deepest tenth of the ink lies (not counting the
+    // outermost ring, which is all that thin lines have).
+    let mut inked: Vec<u16> = depth.iter().copied().filter(|&d| d > 1).collect();
+    if inked.is_empty() {
+        return None;
+    }
+    let tenth = inked.len() - 1 - inked.len() / 10;
+    let thick = *inked.select_nth_unstable(tenth).1;
+    if thick < THICK_ENOUGH {
+        return None;
+    }
+    // The strokes' cores (deeper than half the thick width), grown back by that much: the
+    // opening of the ink. What it leaves out is much thinner than the digit's strokes.
+    let cut = thick / 2;
+    let mut opened: Vec<f32> = depth
+        .iter()
+        .map(|&d| if d > cut { 1.0 } else { 0.0 })
+        .collect();
+    let core = extent(&opened, w);
+    morph(&mut opened, w, h, cut as usize, true);
+    let thin: Vec<bool> = on
+        .iter()
+        .zip(&opened)
+        .map(|(&o, &k)| o && k == 0.0)
+        .collect();
+    // A line is straight and at least half as long as the digit: the thin parts of a digit
+    // (the hairlines of a printed 0) are curved or short.
+    let found = straight_lines(&thin, w, h, (core / 2).max(1) as u32);
+    if found.is_empty() {
+        return None;
+    }
+    let mut lines = vec![0f32; w * h];
+    found.iter().for_each(|&p| lines[p] = 1.0);
+    // Their faint anti-aliased edges go with them, but not into the digit's strokes.
+    morph(&mut lines, w, h, 1, true);
+    Some(
+        lines
+            .iter()
+            .zip(&opened)
+            .map(|(&l, &o)| l > 0.0 && o == 0.0)
+            .collect(),
+    )
+}
+
+/// Clears thin straight lines from an ink map that has ink at its edge; says whether it did.
+pub(crate) fn remove_thin_lines(ink: &mut InkMap) -> bool {
+    // On a small canvas the digit's strokes are a pixel or two wide, as lines would be.
+    if ink.width.max(ink.height) <= SMALL_CANVAS || !touches_border(&ink.strokes) {
+        return false;
+    }
+    let (w, h) = (ink.width, ink.height);
+    let scale = (w.max(h) as f32 / WORK as f32).max(1.0);
+    let (ww, wh) = (
+        ((w as f32 / scale).round() as usize).max(1),
+        ((h as f32 / scale).round() as usize).max(1),
+    );
+    let work = if (ww, wh) == (w, h) {
+        ink.ink.clone()
+    } else {
+        area(&ink.ink, w, h, ww, wh)
+    };
+    let Some(lines) = thin_lines(&work, ww, wh) else {
+        return false;
+    };
+    for y in 0..h {
+        let wy = (y * wh / h).min(wh - 1);
+        for x in 0..w {
+            if lines[wy * ww + (x * ww / w).min(ww - 1)] {
+                ink.ink[y * w + x] = 0.0;
+            }
+        }
+    }
+    ink.strokes = StrokeGrid::of(&ink.ink, w, h);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ink map of a square of ink levels, dark ink on light paper.
+    fn square(ink: Vec<f32>) -> InkMap {
+        let side = (ink.len() as f64).sqrt() as usize;
+        InkMap {
+            width: side,
+            height: side,
+            strokes: StrokeGrid::of(&ink, side, side),
+            ink,
+            light_on_dark: false,
+        }
+    }
+
+    /// A `side`-pixel ink map holding a thick vertical bar (the digit) and, if asked, a
+    /// one-pixel diagonal line from corner to corner across it.
+    fn bar_and_line(side: usize, line: bool) -> InkMap {
+        let mut ink = vec![0f32; side * side];
+        for y in side / 5..side * 4 / 5 {
+            for x in side / 2 - side / 20..side / 2 + side / 20 {
+                ink[y * side + x] = 1.0;
+            }
+        }
+        if line {
+            for i in 0..side {
+                ink[i * side + i] = 1.0;
+            }
+        }
+        square(ink)
+    }
+
+    #[test]
+    fn a_thin_line_to_the_edge_goes_and_the_thick_stroke_it_crosses_stays() {
+        let clean = bar_and_line(200, false);
+        let mut crossed = bar_and_line(200, true);
+        assert!(remove_thin_lines(&mut crossed));
+        // Away from the bar the line is gone; the bar is whole.
+        assert_eq!(crossed.ink[10 * 200 + 10], 0.0);
+        assert_eq!(crossed.ink[190 * 200 + 190], 0.0);
+        let kept = |m: &InkMap| m.ink.iter().filter(|&&v| v > 0.0).count();
+        assert!(kept(&crossed) >= kept(&clean), "bar eaten");
+        // At most the line's stubs within a half stroke of the bar are left.
+        assert!(kept(&crossed) <= kept(&clean) + 12, "{}", kept(&crossed));
+    }
+
+    #[test]
+    fn images_without_lines_or_with_thin_strokes_are_left_alone() {
+        let mut clean = bar_and_line(200, false);
+        let before = clean.clone();
+        assert!(!remove_thin_lines(&mut clean));
+        assert_eq!(clean, before);
+        // A hairline digit that reaches the edge: nothing is thicker than it, so nothing goes;
+        // nor does anything on a small canvas, where a two-pixel stroke beside a blot of ink
+        // (a pen's pause) is as thin as a line would be.
+        let map = |side: usize, stroke: usize, blot: bool| {
+            let mut ink = vec![0f32; side * side];
+            for y in 0..side {
+                (side / 2..side / 2 + stroke).for_each(|x| ink[y * side + x] = 1.0);
+            }
+            if blot {
+                for y in side / 2..side / 2 + 6 {
+                    (side / 4..side / 4 + 6).for_each(|x| ink[y * side + x] = 1.0);
+                }
+            }
+            square(ink)
+        };
+        for mut left in [map(100, 1, false), map(28, 2, true)] {
+            let before = left.clone();
+            assert!(!remove_thin_lines(&mut left));
+            assert_eq!(left, before);
+        }
+        // The same blot and stroke on a bigger canvas: the stroke is a line.
+        assert!(remove_thin_lines(&mut map(100, 2, true)));
+    }
+
+    #[test]
+    fn a_digits_own_hairlines_stay_even_where_they_touch_the_edge() {
+        // A printed 0 cropped tight: thick sides, a thin arc over the top that reaches the
+        // edge, and a short thin stub (a serif) at the bottom edge.
+        let side = 200;
+        let mut ink = vec![0f32; side * side];
+        for y in 40..190 {
+            for x in (40..60).chain(140..160) {
+                ink[y * side + x] = 1.0;
+            }
+        }
+        for i in 0..=200 {
+            let t = std::f32::consts::PI * i as f32 / 200.0;
+            let (x, y) = (100.0 - 50.0 * t.cos(), 40.0 - 40.0 * t.sin());
+            ink[y.round() as usize * side + x.round() as usize] = 1.0;
+        }
+        (190..200).for_each(|y| ink[y * side + 50] = 1.0);
+        let mut printed = square(ink.clone());
+        assert!(!remove_thin_lines(&mut printed));
+        assert_eq!(printed.ink, ink);
+    }
+
+    #[test]
+    fn lines_on_a_big_photo_are_found_at_the_working_scale() {
+        let mut crossed = bar_and_line(1200, true);
+        // Three pixels wide at 1200 px: half a working pixel.
+        for i in 1..1199 {
+            crossed.ink[i * 1200 + i - 1] = 1.0;
+            crossed.ink[i * 1200 + i + 1] = 1.0;
+        }
+        crossed.strokes = StrokeGrid::of(&crossed.ink, 1200, 1200);
+        assert!(remove_thin_lines(&mut crossed));
+        assert_eq!(crossed.ink[50 * 1200 + 50], 0.0);
+        assert_eq!(crossed.ink[600 * 1200 + 600], 1.0, "the bar stays");
+    }
+}
