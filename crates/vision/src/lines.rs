@@ -143,6 +143,10 @@ fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<usize> {
 /// there are none or the strokes are too thin to tell lines from the digit.
 fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
     let on: Vec<bool> = work.iter().map(|&v| v > FAINT).collect();
+    if on.iter().all(|&o| o) {
+        // No paper at all: nothing to measure a stroke's width against.
+        return None;
+    }
     let depth = distance_to_paper(&on, w, h);
     // The digit's strokes: how deep the deepest tenth of the ink lies (not counting the
     // outermost ring, which is all that thin lines have).
@@ -273,6 +277,10 @@ mod tests {
         let before = clean.clone();
         assert!(!remove_thin_lines(&mut clean));
         assert_eq!(clean, before);
+        // Ink everywhere (no paper to measure strokes against) is left as it is, at once.
+        let mut full = square(vec![1.0; 300 * 300]);
+        assert!(!remove_thin_lines(&mut full));
+        assert!(full.ink.iter().all(|&v| v == 1.0));
         // A hairline digit that reaches the edge: nothing is thicker than it, so nothing goes;
         // nor does anything on a small canvas, where a two-pixel stroke beside a blot of ink
         // (a pen's pause) is as thin as a line would be.
