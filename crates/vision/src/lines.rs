@@ -5,7 +5,7 @@
 //! printed 0) are curved or short, and stay.
 //!
 //! Lines across the page reach its edge and a digit rarely does, so images without ink at the
-//! edge are left alone at the cost of one look at the stroke grid's border.
+//! edge are left alone at the cost of one look along it.
 
 use crate::ink::{morph, InkMap, StrokeGrid, SMALL_CANVAS};
 use crate::resample::area;
@@ -14,16 +14,19 @@ use crate::resample::area;
 const WORK: usize = 512;
 /// Ink level from which a pixel counts: low, so that a line's faint stretches (a one-pixel
 /// line at a slant covers some pixels only partly) keep it whole and go with it.
-const FAINT: f32 = 0.1;
+const FAINT: f32 = 0.01;
+/// Ink below which, on a page that had lines, a pixel is taken for their remains.
+const RESIDUE: f32 = 0.05;
 /// Half-width (chessboard distance to the paper, in working pixels) that the digit's thickest
 /// strokes must reach for lines to be told apart from them by width at all.
 const THICK_ENOUGH: u16 = 3;
 
-/// Whether any stroke cell lies on the grid's border.
-fn touches_border(grid: &StrokeGrid) -> bool {
-    let (w, h) = (grid.width, grid.height);
-    (0..w).any(|x| grid.cells[x] || grid.cells[(h - 1) * w + x])
-        || (0..h).any(|y| grid.cells[y * w] || grid.cells[y * w + w - 1])
+/// Whether any pixel along the map's edge holds ink: lines as faint as ruled paper's count.
+fn touches_border(ink: &InkMap) -> bool {
+    let (w, h, v) = (ink.width, ink.height, &ink.ink);
+    let faint = |p: usize| v[p] > FAINT;
+    (0..w).any(|x| faint(x) || faint((h - 1) * w + x))
+        || (0..h).any(|y| faint(y * w) || faint(y * w + w - 1))
 }
 
 /// Chessboard distance from each set pixel to the nearest unset one, in two passes. Outside
@@ -79,16 +82,29 @@ fn extent(map: &[f32], w: usize) -> usize {
 /// Angles the Hough transform tries: one per degree.
 const ANGLES: usize = 180;
 /// Most lines removed from one image.
-const MOST_LINES: usize = 8;
+const MOST_LINES: usize = 32;
 /// How far from a found line's centre (working pixels) a thin pixel belongs to it.
 const LINE_REACH: f32 = 1.5;
 
+/// A straight line: the points where x cos + y sin = centre.
+struct Line {
+    sin: f32,
+    cos: f32,
+    centre: f32,
+}
+
+impl Line {
+    fn distance(&self, x: f32, y: f32) -> f32 {
+        (x * self.cos + y * self.sin - self.centre).abs()
+    }
+}
+
 /// Straight lines among the `thin` pixels of a `w x h` map (Hough transform, strongest line
-/// first), each supported by at least `votes` pixels; the pixels of the lines found.
-fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<usize> {
-    let points: Vec<(usize, f32, f32)> = (0..w * h)
+/// first), each supported by at least `votes` pixels.
+fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<Line> {
+    let points: Vec<(f32, f32)> = (0..w * h)
         .filter(|&p| thin[p])
-        .map(|p| (p, (p % w) as f32, (p / w) as f32))
+        .map(|p| ((p % w) as f32, (p / w) as f32))
         .collect();
     let trig: Vec<(f32, f32)> = (0..ANGLES)
         .map(|a| (a as f32 * std::f32::consts::PI / ANGLES as f32).sin_cos())
@@ -104,9 +120,7 @@ fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<usize> {
             *cell = if add { *cell + 1 } else { *cell - 1 };
         }
     };
-    points
-        .iter()
-        .for_each(|&(_, x, y)| vote(&mut acc, x, y, true));
+    points.iter().for_each(|&(x, y)| vote(&mut acc, x, y, true));
     let mut taken = vec![false; points.len()];
     let mut found = Vec::new();
     for _ in 0..MOST_LINES {
@@ -124,17 +138,23 @@ fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<usize> {
             break;
         }
         let (sin, cos) = trig[best.0];
-        let before = found.len();
-        for (k, &(p, x, y)) in points.iter().enumerate() {
-            if !taken[k] && (x * cos + y * sin - best.1).abs() <= LINE_REACH {
+        let line = Line {
+            sin,
+            cos,
+            centre: best.1,
+        };
+        let mut any = false;
+        for (k, &(x, y)) in points.iter().enumerate() {
+            if !taken[k] && line.distance(x, y) <= LINE_REACH {
                 taken[k] = true;
+                any = true;
                 vote(&mut acc, x, y, false);
-                found.push(p);
             }
         }
-        if found.len() == before {
+        if !any {
             break;
         }
+        found.push(line);
     }
     found
 }
@@ -179,23 +199,22 @@ fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
     if found.is_empty() {
         return None;
     }
-    let mut lines = vec![0f32; w * h];
-    found.iter().for_each(|&p| lines[p] = 1.0);
-    // Their faint anti-aliased edges go with them, but not into the digit's strokes.
-    morph(&mut lines, w, h, 1, true);
-    Some(
-        lines
-            .iter()
-            .zip(&opened)
-            .map(|(&l, &o)| l > 0.0 && o == 0.0)
-            .collect(),
-    )
+    // Everything along them goes, down to the faintest rim (which would still widen the
+    // digit's box), but nothing of the digit's strokes.
+    let mut cleared = vec![false; w * h];
+    for (p, clear) in cleared.iter_mut().enumerate() {
+        let (x, y) = ((p % w) as f32, (p / w) as f32);
+        *clear = work[p] > 0.0
+            && opened[p] == 0.0
+            && found.iter().any(|l| l.distance(x, y) <= LINE_REACH + 1.0);
+    }
+    Some(cleared)
 }
 
 /// Clears thin straight lines from an ink map that has ink at its edge; says whether it did.
 pub(crate) fn remove_thin_lines(ink: &mut InkMap) -> bool {
     // On a small canvas the digit's strokes are a pixel or two wide, as lines would be.
-    if ink.width.max(ink.height) <= SMALL_CANVAS || !touches_border(&ink.strokes) {
+    if ink.width.max(ink.height) <= SMALL_CANVAS || !touches_border(ink) {
         return false;
     }
     let (w, h) = (ink.width, ink.height);
@@ -219,6 +238,11 @@ pub(crate) fn remove_thin_lines(ink: &mut InkMap) -> bool {
                 ink.ink[y * w + x] = 0.0;
             }
         }
+    }
+    // Where the page had lines, what is left of them too faint to be found as a line (a rule
+    // that mostly fell under the noise floor leaves dashes) would still widen the digit's box.
+    for v in ink.ink.iter_mut().filter(|v| **v < RESIDUE) {
+        *v = 0.0;
     }
     ink.strokes = StrokeGrid::of(&ink.ink, w, h);
     true
@@ -269,6 +293,19 @@ mod tests {
         assert!(kept(&crossed) >= kept(&clean), "bar eaten");
         // At most the line's stubs within a half stroke of the bar are left.
         assert!(kept(&crossed) <= kept(&clean) + 12, "{}", kept(&crossed));
+    }
+
+    #[test]
+    fn faint_ruled_paper_goes_to_its_last_trace() {
+        // Eight rules across the page, far fainter than the digit (ruled paper's light blue
+        // after the noise floor): nothing of them may stay, or it would widen the digit's box.
+        let mut ruled = bar_and_line(240, false);
+        for y in (15..240).step_by(30) {
+            (0..240).for_each(|x| ruled.ink[y * 240 + x] = ruled.ink[y * 240 + x].max(0.05));
+        }
+        ruled.strokes = StrokeGrid::of(&ruled.ink, 240, 240);
+        assert!(remove_thin_lines(&mut ruled));
+        assert_eq!(ruled, bar_and_line(240, false));
     }
 
     #[test]

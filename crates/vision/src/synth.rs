@@ -38,12 +38,14 @@ pub enum Style {
     Jpeg,
     /// A photo of paper lit from one side.
     UnevenLight,
-    /// Thin straight lines across the digit: ruled paper, a crossed-out background.
+    /// Thin straight lines across the digit: a crossed-out background.
     Crossed,
+    /// Dark pen on ruled or squared paper: light blue lines a third of the digit apart.
+    Ruled,
 }
 
 impl Style {
-    pub const ALL: [Style; 12] = [
+    pub const ALL: [Style; 13] = [
         Style::Canvas,
         Style::Thick,
         Style::Thin,
@@ -56,6 +58,7 @@ impl Style {
         Style::Jpeg,
         Style::UnevenLight,
         Style::Crossed,
+        Style::Ruled,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -72,6 +75,7 @@ impl Style {
             Style::Jpeg => "jpeg",
             Style::UnevenLight => "uneven-light",
             Style::Crossed => "crossed",
+            Style::Ruled => "ruled",
         }
     }
 
@@ -335,6 +339,28 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             let img = RgbImage::from_fn(w, h, |x, y| {
                 let v = cov.v[(y * w + x) as usize];
                 image::Rgb([mix(0.98, 0.1, v), mix(0.95, 0.2, v), mix(0.85, 0.7, v)])
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
+        Style::Ruled => {
+            let gap = size * rng.range(0.25, 0.4);
+            let (offset, half_width) = (rng.range(0.0, gap), rng.range(0.5, 1.0));
+            let squared = rng.uniform() < 0.3;
+            // Coverage of the rules at a pixel centre `p` along one axis.
+            let rule = |p: f32| {
+                let d = (p - offset).rem_euclid(gap);
+                (half_width + 0.5 - d.min(gap - d)).clamp(0.0, 1.0)
+            };
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let across = if squared { rule(x as f32 + 0.5) } else { 0.0 };
+                let r = rule(y as f32 + 0.5).max(across);
+                let v = cov.v[(y * w + x) as usize];
+                let paper = |white: f32, blue: f32| white * (1.0 - r) + blue * r;
+                image::Rgb([
+                    mix(paper(0.97, 0.55), 0.1, v),
+                    mix(paper(0.97, 0.7), 0.1, v),
+                    mix(paper(0.95, 0.95), 0.25, v),
+                ])
             });
             encode(DynamicImage::ImageRgb8(img), None)
         }
