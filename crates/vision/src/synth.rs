@@ -40,7 +40,8 @@ pub enum Style {
     UnevenLight,
     /// Thin straight lines across the digit: a crossed-out background.
     Crossed,
-    /// Dark pen on ruled or squared paper: light blue lines a third of the digit apart.
+    /// Dark pen on ruled or squared paper: light blue lines a third to a half of the digit's
+    /// height apart.
     Ruled,
 }
 
