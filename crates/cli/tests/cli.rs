@@ -612,14 +612,16 @@ fn realistic_drawings_and_numbers_are_read() {
     let Some(_) = data_dir() else { return };
     let realworld = |args: &[&str]| json(&digits(&[&["realworld", "--json"], args].concat()));
     let v = realworld(&["--per-style", "200", "--numbers", "300"]);
-    // Measured on 1000 per style and 1000 numbers: 99.34% and 98.0% (see the README).
-    assert!(v["digit_accuracy"].as_f64().unwrap() >= 0.985, "{v}");
+    // Measured on 1000 per style and 1000 numbers (see the README): 99.4% of the fourteen
+    // styles' digits, 98% of the numbers; a finger or a pen cap at the edge about 90%.
+    assert!(v["digit_accuracy"].as_f64().unwrap() >= 0.98, "{v}");
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     for (style, s) in v["styles"].as_object().unwrap() {
-        assert!(s["accuracy"].as_f64().unwrap() >= 0.95, "{style}: {s}");
+        let floor = if style == "finger" { 0.85 } else { 0.95 };
+        assert!(s["accuracy"].as_f64().unwrap() >= floor, "{style}: {s}");
     }
-    for lined in ["crossed", "ruled"] {
-        assert!(v["styles"][lined].is_object(), "{v}");
+    for style in ["crossed", "ruled", "small", "finger"] {
+        assert!(v["styles"][style].is_object(), "{v}");
     }
     // The tuning set: the same kinds of images from the held-out training digits; 98.27% of
     // 3,000 numbers (BENCHMARKS.md).

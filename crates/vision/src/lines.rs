@@ -22,7 +22,7 @@ const RESIDUE: f32 = 0.05;
 const THICK_ENOUGH: u16 = 3;
 
 /// Whether any pixel along the map's edge holds ink: lines as faint as ruled paper's count.
-fn touches_border(ink: &InkMap) -> bool {
+pub(crate) fn touches_border(ink: &InkMap) -> bool {
     let (w, h, v) = (ink.width, ink.height, &ink.ink);
     let faint = |p: usize| v[p] > FAINT;
     (0..w).any(|x| faint(x) || faint((h - 1) * w + x))
@@ -169,8 +169,17 @@ fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
     }
     let depth = distance_to_paper(&on, w, h);
     // The digit's strokes: how deep the deepest tenth of the ink lies (not counting the
-    // outermost ring, which is all that thin lines have).
-    let mut inked: Vec<u16> = depth.iter().copied().filter(|&d| d > 1).collect();
+    // outermost ring, which is all that thin lines have, nor what runs into the image's edge
+    // thicker than it is far from it: a finger holding the page, whose width would make
+    // every stroke of the digit look thin).
+    let from_edge = |p: usize| {
+        let (x, y) = (p % w, p / w);
+        x.min(y).min(w - 1 - x).min(h - 1 - y)
+    };
+    let mut inked: Vec<u16> = (0..w * h)
+        .filter(|&p| depth[p] > 1 && from_edge(p) > 2 * depth[p] as usize)
+        .map(|p| depth[p])
+        .collect();
     if inked.is_empty() {
         return None;
     }
@@ -279,6 +288,23 @@ mod tests {
             }
         }
         square(ink)
+    }
+
+    #[test]
+    fn a_finger_at_the_edge_does_not_make_the_digits_strokes_thin() {
+        // A 1 drawn as a straight bar, and a finger four times as wide reaching in from the
+        // left: measured against the finger, the bar would be a thin straight line to clear.
+        let side = 240;
+        let mut held = bar_and_line(side, false);
+        for y in 100..180 {
+            for x in 0..60 {
+                held.ink[y * side + x] = 1.0;
+            }
+        }
+        held.strokes = StrokeGrid::of(&held.ink, side, side);
+        let before = held.ink.clone();
+        assert!(!remove_thin_lines(&mut held));
+        assert_eq!(held.ink, before);
     }
 
     #[test]

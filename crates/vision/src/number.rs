@@ -2,7 +2,7 @@
 //! merged where one digit broke into pieces (the detached top of a 5), split where two digits
 //! touch, ordered left to right.
 
-use crate::ink::{InkMap, Region, STROKE};
+use crate::ink::{InkMap, Region, SMALL_CANVAS, STROKE};
 use crate::resample::taps;
 
 /// Blobs wider than this times their height may be touching digits: they are offered both
@@ -13,6 +13,9 @@ const SPLIT_ASPECT: f32 = 0.6;
 const PAIR_CUTS: usize = 5;
 /// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
 const TYPICAL_ASPECT: f32 = 0.65;
+/// Cells of the stroke grid (64 on its longer side) along the image's edge that a piece of ink
+/// must cover to be taken for what holds the page rather than a digit the edge cuts.
+const HOLD_CONTACT: usize = 6;
 /// Most neighbouring segments read together as one digit.
 const MAX_MERGED: usize = 3;
 /// Most digits one blob is cut into. Without a cap a long thin stroke (a 5000x10 underline)
@@ -216,6 +219,31 @@ pub fn digit_region(ink: &InkMap) -> Region {
     let (mut main, specks): (Vec<Blob>, Vec<Blob>) = blobs
         .into_iter()
         .partition(|b| b.pixels.len() * 40 >= largest);
+    // Ink that reaches the edge of a photo beside ink that does not is what holds the page (a
+    // finger, a pen cap), not the digit. A small canvas is the digit's own: its strokes may
+    // run to the edge. A digit cut by the edge meets it where a stroke does, a stroke's width;
+    // a finger over a long stretch.
+    let (gw, gh) = (grid.width, grid.height);
+    let on_edge = |b: &Blob| b.x0 == 0 || b.y0 == 0 || b.x1 == gw || b.y1 == gh;
+    let holds_page = |b: &Blob| {
+        let edge = |&&p: &&usize| p % gw == 0 || p % gw == gw - 1 || p < gw || p / gw == gh - 1;
+        b.pixels.iter().filter(edge).count() >= HOLD_CONTACT
+    };
+    let mut held = Vec::new();
+    let photo = ink.width.max(ink.height) > SMALL_CANVAS;
+    if photo && main.iter().any(|b| !holds_page(b)) {
+        (held, main) = main.into_iter().partition(holds_page);
+        // What lies as close to the rest as the pieces of one digit do (a 5's body cut by the
+        // edge, beside its bar) is the digit after all.
+        let near = |a: &Blob, b: &Blob| a.distance(b) * 4 <= a.width().max(a.height());
+        let (close, clear): (Vec<Blob>, Vec<Blob>) = held
+            .into_iter()
+            .partition(|h| main.iter().any(|m| near(h, m) || near(m, h)));
+        main.extend(close);
+        held = clear;
+    }
+    // Fainter than a stroke, it is not in the grid, but its ink would still widen the box.
+    let faint_hold = photo && !main.iter().any(on_edge) && crate::lines::touches_border(ink);
     let Some(mut host) = main.pop() else {
         return ink.full_region();
     };
@@ -225,7 +253,7 @@ pub fn digit_region(ink: &InkMap) -> Region {
     let reach = host.height().max(host.width()) / 4;
     let (near, far): (Vec<Blob>, Vec<Blob>) =
         specks.into_iter().partition(|s| host.distance(s) <= reach);
-    if far.is_empty() {
+    if far.is_empty() && held.is_empty() && !faint_hold {
         return ink.full_region();
     }
     for s in near {
@@ -240,12 +268,23 @@ pub fn digit_region(ink: &InkMap) -> Region {
         ((host.x1 + 1) * cell).min(ink.width),
         ((host.y1 + 1) * cell).min(ink.height),
     );
+    let (w, h) = (x1 - x0, y1 - y0);
+    // Where what holds the page reaches into the digit's box, its cells are masked out.
+    let mut mask: Option<Vec<bool>> = None;
+    for p in held.iter().flat_map(|b| &b.pixels) {
+        let (cx, cy) = ((p % grid.width) * cell, (p / grid.width) * cell);
+        for y in cy.max(y0)..(cy + cell).min(y1) {
+            for x in cx.max(x0)..(cx + cell).min(x1) {
+                mask.get_or_insert_with(|| vec![true; w * h])[(y - y0) * w + x - x0] = false;
+            }
+        }
+    }
     Region {
         x: x0,
         y: y0,
-        w: x1 - x0,
-        h: y1 - y0,
-        mask: None,
+        w,
+        h,
+        mask,
     }
 }
 
@@ -515,6 +554,54 @@ mod tests {
             ink,
             light_on_dark: false,
         }
+    }
+
+    #[test]
+    fn what_holds_the_page_at_its_edge_is_left_out_of_the_digits_box() {
+        let digit = [(250, 150, 350, 170), (330, 170, 350, 350)];
+        // A finger from the left edge, level with the digit, and a pen cap from the bottom.
+        let finger = (0, 200, 120, 300);
+        let region = digit_region(&map(600, 500, &[&digit[..], &[finger]].concat()));
+        assert!(region.x >= 200 && region.x + region.w <= 400, "{region:?}");
+        let cap = (270, 430, 350, 500);
+        let region = digit_region(&map(600, 500, &[&digit[..], &[cap]].concat()));
+        assert!(region.y + region.h <= 380, "{region:?}");
+        // Where it reaches into the box of a digit in two pieces far apart, between them, it
+        // is masked out.
+        let pieces = [(100, 150, 120, 350), (400, 150, 500, 170)];
+        let between = (240, 300, 310, 500);
+        let region = digit_region(&map(600, 500, &[&pieces[..], &[between]].concat()));
+        let mask = region.mask.as_ref().expect("a mask");
+        let at = |x: usize, y: usize| mask[(y - region.y) * region.w + x - region.x];
+        assert!(!at(260, 320) && at(110, 320), "{region:?}");
+        // Close to the digit, it could be a piece of it, and stays.
+        let close = (0, 200, 230, 300);
+        let region = digit_region(&map(600, 500, &[&digit[..], &[close]].concat()));
+        assert_eq!(region.x, 0, "{region:?}");
+        // Fainter than a stroke, it is not in the stroke grid, but still left out.
+        let mut faint = map(600, 500, &digit);
+        for y in 200..300 {
+            for x in 0..120 {
+                faint.ink[y * 600 + x] = 0.15;
+            }
+        }
+        let region = digit_region(&faint);
+        assert!(region.x >= 200, "{region:?}");
+    }
+
+    #[test]
+    fn a_digit_the_edge_cuts_is_kept_whole() {
+        // A 7 whose stem runs off the bottom of the photo, beside the detached bar of its top:
+        // the edge meets it only a stroke wide, so it is the digit, not a hand.
+        let seven = [(250, 300, 350, 320), (330, 330, 350, 500)];
+        let region = digit_region(&map(600, 500, &seven));
+        assert!(region.y <= 300 && region.y + region.h == 500, "{region:?}");
+        // On a small canvas, ink at the edge is the digit's own, however long.
+        let canvas = [(0, 10, 28, 13), (20, 13, 23, 28), (5, 20, 8, 23)];
+        assert_eq!(
+            digit_region(&map(28, 28, &canvas)),
+            map(28, 28, &canvas).full_region()
+        );
     }
 
     #[test]

@@ -43,10 +43,17 @@ pub enum Style {
     /// Dark pen on ruled or squared paper: light blue lines a third to a half of the digit's
     /// height apart.
     Ruled,
+    /// A paint program's small canvas (28-64 pixels a side) filled edge to edge, its strokes a
+    /// pixel or two wide, smoothed or hard-edged (the pencil tool), dark on light or light on
+    /// dark: the test images digit projects draw for themselves.
+    Small,
+    /// A photo of the page held at its edge: a finger (skin, soft-edged) or a pen cap (dark,
+    /// hard-edged) reaching in from the side farthest from the digit, clear of it.
+    Finger,
 }
 
 impl Style {
-    pub const ALL: [Style; 13] = [
+    pub const ALL: [Style; 15] = [
         Style::Canvas,
         Style::Thick,
         Style::Thin,
@@ -60,6 +67,8 @@ impl Style {
         Style::UnevenLight,
         Style::Crossed,
         Style::Ruled,
+        Style::Small,
+        Style::Finger,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -77,6 +86,8 @@ impl Style {
             Style::UnevenLight => "uneven-light",
             Style::Crossed => "crossed",
             Style::Ruled => "ruled",
+            Style::Small => "small",
+            Style::Finger => "finger",
         }
     }
 
@@ -199,6 +210,46 @@ impl Coverage {
             }
         }
         self.v = on.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect();
+    }
+
+    /// Coverage of something holding the page (over 1 deep inside it): a rounded shape
+    /// reaching in from the edge with the widest strip of paper between it and the ink, at
+    /// most four fifths of the way to the ink, so it never touches the digit.
+    fn holder(&self, rng: &mut Rng) -> Vec<f32> {
+        let (w, h) = (self.w, self.h);
+        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+        for (p, _) in self.v.iter().enumerate().filter(|(_, &v)| v > 0.05) {
+            let (x, y) = (p % w, p / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+        }
+        if x0 >= x1 {
+            return vec![0.0; w * h];
+        }
+        // Sides in order: left, right, top, bottom, with the paper between them and the ink.
+        let gaps = [x0, w - x1, y0, h - y1];
+        let side = (0..4).max_by_key(|&i| gaps[i]).unwrap_or(0);
+        let along = if side < 2 { h } else { w } as f32;
+        let half_width = along * rng.range(0.08, 0.18);
+        let depth = (gaps[side] as f32 * 0.8).min(along * rng.range(0.15, 0.4));
+        let centre = rng.range(half_width, along - half_width);
+        let soft = (depth.min(half_width) * rng.range(0.05, 0.2)).max(1.0);
+        let mut out = vec![0.0; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+                // u across the side, v inward from it.
+                let (u, v) = match side {
+                    0 => (py - centre, px),
+                    1 => (py - centre, w as f32 - px),
+                    2 => (px - centre, py),
+                    _ => (px - centre, h as f32 - py),
+                };
+                // A superellipse: rounded at the tip, square where it leaves the picture.
+                let r = ((u / half_width).powi(4) + (v / depth.max(1.0)).powi(4)).powf(0.25);
+                out[y * w + x] = ((1.0 - r) * depth.min(half_width) / soft).max(0.0);
+            }
+        }
+        out
     }
 
     /// Rules two to four thin straight lines, each at least half the canvas's shorter side
@@ -365,6 +416,39 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             });
             encode(DynamicImage::ImageRgb8(img), None)
         }
+        Style::Small => {
+            let hard = rng.uniform() < 0.4;
+            let light_on_dark = rng.uniform() < 0.5;
+            let img = GrayImage::from_fn(w, h, |x, y| {
+                let v = cov.v[(y * w + x) as usize];
+                let v = if hard {
+                    f32::from(u8::from(v > 0.5))
+                } else {
+                    v
+                };
+                image::Luma([if light_on_dark {
+                    mix(0.0, 1.0, v)
+                } else {
+                    mix(1.0, 0.0, v)
+                }])
+            });
+            encode(DynamicImage::ImageLuma8(img), None)
+        }
+        Style::Finger => {
+            let (occluder, finger) = (cov.holder(rng), rng.uniform() < 0.5);
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let at = (y * w + x) as usize;
+                let (o, v) = (occluder[at].min(1.0), cov.v[at]);
+                let tone = if finger {
+                    [0.78, 0.57, 0.47]
+                } else {
+                    [0.12, 0.12, 0.18]
+                };
+                let base = tone.map(|c| 0.97 * (1.0 - o) + c * o);
+                image::Rgb(base.map(|paper| mix(paper, 0.05, v)))
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
         Style::UnevenLight => {
             let (gx, gy) = (rng.range(-0.5, 0.5), rng.range(-0.5, 0.5));
             let noise_seed = rng.next_u64();
@@ -391,10 +475,15 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
 
 /// One MNIST digit (784 bytes) redrawn as an image file in `style`.
 pub fn render_digit(digit: &[u8], style: Style, rng: &mut Rng) -> Vec<u8> {
-    let (w, h) = (200 + rng.below(300), 200 + rng.below(300));
-    let side = w.min(h) as f32;
-    // The 28-pixel field spans `size` canvas pixels; the ink is about 20/28 of it.
-    let size = side * rng.range(0.45, 1.1);
+    let (w, h, size) = if style == Style::Small {
+        // The digit fills the canvas nearly to its edges, as MNIST's own 28x28 do.
+        let side = 28 + rng.below(37);
+        (side, side, side as f32 * rng.range(0.75, 1.2))
+    } else {
+        let (w, h) = (200 + rng.below(300), 200 + rng.below(300));
+        // The 28-pixel field spans `size` canvas pixels; the ink is about 20/28 of it.
+        (w, h, w.min(h) as f32 * rng.range(0.45, 1.1))
+    };
     let (x0, y0, x1, y1) = ink_box(digit);
     let s = size / 28.0;
     let (iw, ih) = ((x1 - x0) as f32 * s, (y1 - y0) as f32 * s);
@@ -576,10 +665,13 @@ fn render_line(
     scatter: f32,
     style: Style,
 ) -> Line {
-    let size = rng.range(90.0, 160.0);
+    let (size, margin) = if style == Style::Small {
+        (rng.range(20.0, 40.0), 3.0)
+    } else {
+        (rng.range(90.0, 160.0), 30.0)
+    };
     let s = size / 28.0;
     let boxes: Vec<_> = digits.iter().map(|d| ink_box(d)).collect();
-    let margin = 30.0;
     let mut placements = Vec::new();
     let mut cursor = margin;
     for (i, b) in boxes.iter().enumerate() {
@@ -657,7 +749,32 @@ mod tests {
             let n = crate::normalize(&bytes, &crate::Limits::default())
                 .unwrap_or_else(|e| panic!("{style:?}: {e}"));
             assert!(n.pixels.iter().sum::<f32>() > 5.0, "{style:?}");
-            assert_eq!(n.light_on_dark, style == Style::LightOnDark, "{style:?}");
+            if style != Style::Small {
+                assert_eq!(n.light_on_dark, style == Style::LightOnDark, "{style:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_canvases_are_small_and_holders_stay_clear_of_the_digit() {
+        let mut rng = Rng::new(8);
+        for _ in 0..20 {
+            let img = crate::decode(
+                &render_digit(&seven(), Style::Small, &mut rng),
+                &crate::Limits::default(),
+            )
+            .unwrap();
+            assert!((28..=64).contains(&img.width()) && img.width() == img.height());
+            let mut cov = Coverage::new(300, 240);
+            cov.draw(&seven(), 0, rng.range(0.0, 150.0), 40.0, 150.0, 0.0);
+            let holder = cov.holder(&mut rng);
+            assert!(holder.iter().any(|&o| o > 1.0), "something holds the page");
+            let touching = cov
+                .v
+                .iter()
+                .zip(&holder)
+                .any(|(&v, &o)| v > 0.05 && o > 0.0);
+            assert!(!touching, "the holder reaches the digit");
         }
     }
 
