@@ -14,7 +14,8 @@ const PAIR_CUTS: usize = 5;
 /// Typical width of a digit relative to its height, for guessing how many digits a blob holds.
 const TYPICAL_ASPECT: f32 = 0.65;
 /// Cells of the stroke grid (64 on its longer side) along the image's edge that a piece of ink
-/// must cover to be taken for what holds the page rather than a digit the edge cuts.
+/// must cover to be taken for what holds the page rather than a digit the edge cuts (in pixels,
+/// this many cells' width).
 const HOLD_CONTACT: usize = 6;
 /// Most neighbouring segments read together as one digit.
 const MAX_MERGED: usize = 3;
@@ -204,6 +205,34 @@ fn cut(blob: &Blob, cuts: &[usize], width: usize) -> Vec<Blob> {
     pieces
 }
 
+/// Splits pieces of ink into the writing and what holds the page: on a photo (`photo`), a piece
+/// that meets the edge of the `w x h` grid over at least `contact` cells, beside a piece that
+/// does not, and farther from every other piece than a quarter of either's size (a finger, a
+/// pen cap). A small canvas is the digit's own: its strokes may run to the edge. A digit the
+/// edge cuts meets it where a stroke does, a stroke's width, and lies close to its other pieces.
+fn leave_out_holders(
+    blobs: Vec<Blob>,
+    w: usize,
+    h: usize,
+    contact: usize,
+    photo: bool,
+) -> (Vec<Blob>, Vec<Blob>) {
+    let holds_page = |b: &Blob| {
+        let edge = |&&p: &&usize| p % w == 0 || p % w == w - 1 || p < w || p / w == h - 1;
+        b.pixels.iter().filter(edge).count() >= contact
+    };
+    if !photo || blobs.iter().all(holds_page) {
+        return (blobs, Vec::new());
+    }
+    let (held, mut kept): (Vec<Blob>, Vec<Blob>) = blobs.into_iter().partition(holds_page);
+    let near = |a: &Blob, b: &Blob| a.distance(b) * 4 <= a.width().max(a.height());
+    let (close, clear): (Vec<Blob>, Vec<Blob>) = held
+        .into_iter()
+        .partition(|h| kept.iter().any(|k| near(h, k) || near(k, h)));
+    kept.extend(close);
+    (kept, clear)
+}
+
 /// Where the one digit of an image is: everything with ink, less the specks far from it (dust,
 /// flecks of the paper, dots a camera's sharpening makes) that would otherwise stretch the ink
 /// box and leave the digit small in its 28x28. A speck is what the number reader takes for
@@ -219,29 +248,11 @@ pub fn digit_region(ink: &InkMap) -> Region {
     let (mut main, specks): (Vec<Blob>, Vec<Blob>) = blobs
         .into_iter()
         .partition(|b| b.pixels.len() * 40 >= largest);
-    // Ink that reaches the edge of a photo beside ink that does not is what holds the page (a
-    // finger, a pen cap), not the digit. A small canvas is the digit's own: its strokes may
-    // run to the edge. A digit cut by the edge meets it where a stroke does, a stroke's width;
-    // a finger over a long stretch.
     let (gw, gh) = (grid.width, grid.height);
     let on_edge = |b: &Blob| b.x0 == 0 || b.y0 == 0 || b.x1 == gw || b.y1 == gh;
-    let holds_page = |b: &Blob| {
-        let edge = |&&p: &&usize| p % gw == 0 || p % gw == gw - 1 || p < gw || p / gw == gh - 1;
-        b.pixels.iter().filter(edge).count() >= HOLD_CONTACT
-    };
-    let mut held = Vec::new();
     let photo = ink.width.max(ink.height) > SMALL_CANVAS;
-    if photo && main.iter().any(|b| !holds_page(b)) {
-        (held, main) = main.into_iter().partition(holds_page);
-        // What lies as close to the rest as the pieces of one digit do (a 5's body cut by the
-        // edge, beside its bar) is the digit after all.
-        let near = |a: &Blob, b: &Blob| a.distance(b) * 4 <= a.width().max(a.height());
-        let (close, clear): (Vec<Blob>, Vec<Blob>) = held
-            .into_iter()
-            .partition(|h| main.iter().any(|m| near(h, m) || near(m, h)));
-        main.extend(close);
-        held = clear;
-    }
+    let held;
+    (main, held) = leave_out_holders(main, gw, gh, HOLD_CONTACT, photo);
     // Fainter than a stroke, it is not in the grid, but its ink would still widen the box.
     let faint_hold = photo && !main.iter().any(on_edge) && crate::lines::touches_border(ink);
     let Some(mut host) = main.pop() else {
@@ -290,7 +301,15 @@ pub fn digit_region(ink: &InkMap) -> Region {
 
 /// The digits of a number written on one line, left to right.
 pub fn segment(ink: &InkMap) -> Vec<Segment> {
-    let mut blobs = components(ink);
+    let cell = ink.strokes.cell;
+    let photo = ink.width.max(ink.height) > SMALL_CANVAS;
+    let (mut blobs, _) = leave_out_holders(
+        components(ink),
+        ink.width,
+        ink.height,
+        HOLD_CONTACT * cell,
+        photo,
+    );
     blobs.sort_by_key(|b| std::cmp::Reverse(b.pixels.len()));
     let largest = blobs.first().map_or(0, |b| b.pixels.len());
     let line_height = blobs.iter().map(Blob::height).max().unwrap_or(0);
@@ -587,6 +606,17 @@ mod tests {
         }
         let region = digit_region(&faint);
         assert!(region.x >= 200, "{region:?}");
+    }
+
+    #[test]
+    fn a_number_held_at_the_edge_is_read_without_the_hand() {
+        // Two 1s, and a thumb from the bottom edge well clear of them.
+        let ones = [(200, 100, 215, 300), (300, 100, 315, 300)];
+        let thumb = (400, 400, 520, 500);
+        let plain = segment(&map(600, 500, &ones));
+        let held = segment(&map(600, 500, &[&ones[..], &[thumb]].concat()));
+        assert_eq!(plain.len(), 2);
+        assert_eq!(held, plain);
     }
 
     #[test]
