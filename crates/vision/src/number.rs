@@ -238,8 +238,9 @@ fn leave_out_holders(
 /// box and leave the digit small in its 28x28. A speck is what the number reader takes for
 /// noise: a component with under a 40th of the largest one's area, further from the rest than a
 /// quarter of their size. Components are found on the ink map's coarse grid of strokes (at most
-/// 64 cells a side, built with the map); without specks the whole image is the region, as
-/// before.
+/// 64 cells a side, built with the map). On a photo, what holds the page at its edge
+/// (`leave_out_holders`) is left out too, and so is ink at the edge fainter than a stroke
+/// (skin). Without any of these the whole image is the region, as before.
 pub fn digit_region(ink: &InkMap) -> Region {
     let grid = &ink.strokes;
     let cell = grid.cell;
