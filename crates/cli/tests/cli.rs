@@ -578,18 +578,22 @@ fn real_images_from_other_projects_are_read_no_worse_than_today() {
         dev.to_str().unwrap(),
         "--json",
     ]));
-    // Today's floor, 236 of 239 (98.7%; 235 before thin lines across the page were cleared,
-    // 233 before far specks were left out of the ink box, 226 before small canvases kept their
-    // light strokes); the reader's goal there is 99% with no error at 95% confidence or more
-    // (the issue on real photos and drawings), and this bar rises with it. Every photo is read
-    // since the specks change; the 1 on crossed lines since the lines are cleared.
-    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 236, "{v}");
-    assert_eq!(
-        v["kinds"]["photo"]["correct"], v["kinds"]["photo"]["total"],
-        "{v}"
-    );
+    // Today's floor, 237 of 239 (99.2%; 236 before a fill that turns was taken for paper,
+    // 235 before thin lines across the page were cleared, 233 before far specks were left out
+    // of the ink box, 226 before small canvases kept their light strokes); the reader's goal
+    // there is 99% with no error at 95% confidence or more (the issue on real photos and
+    // drawings), and this bar rises with it. Every photo is read since the specks change; the
+    // 1 on crossed lines since the lines are cleared; every digit over a coloured or
+    // cluttered fill since the fill's turns are paper.
+    assert!(v["kinds"]["all"]["correct"].as_u64().unwrap() >= 237, "{v}");
+    for kind in ["photo", "canvas-cluttered-background"] {
+        assert_eq!(
+            v["kinds"][kind]["correct"], v["kinds"][kind]["total"],
+            "{kind}: {v}"
+        );
+    }
     assert!(v["confident_errors"].as_u64().unwrap() <= 1, "{v}");
-    // The models the goal is met with there: 237 and no confident error.
+    // The models the goal is met with there: 238 and no confident error.
     for model in ["cnn-large", "ensemble-large"] {
         let v = json(&digits(&[
             "realworld",
@@ -600,7 +604,7 @@ fn real_images_from_other_projects_are_read_no_worse_than_today() {
             "--json",
         ]));
         assert!(
-            v["kinds"]["all"]["correct"].as_u64().unwrap() >= 237,
+            v["kinds"]["all"]["correct"].as_u64().unwrap() >= 238,
             "{model}: {v}"
         );
         assert_eq!(v["confident_errors"], 0, "{model}: {v}");
@@ -612,15 +616,16 @@ fn realistic_drawings_and_numbers_are_read() {
     let Some(_) = data_dir() else { return };
     let realworld = |args: &[&str]| json(&digits(&[&["realworld", "--json"], args].concat()));
     let v = realworld(&["--per-style", "200", "--numbers", "300"]);
-    // Measured on 1000 per style and 1000 numbers (see the README): 99.4% of the fourteen
-    // styles' digits, 98% of the numbers; a finger or a pen cap at the edge about 90%.
+    // Measured on 1000 per style and 1000 numbers (see the README): 99.3% of the fifteen
+    // styles' digits without `finger`, 98% of the numbers; a finger or a pen cap at the edge
+    // about 87%.
     assert!(v["digit_accuracy"].as_f64().unwrap() >= 0.98, "{v}");
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     for (style, s) in v["styles"].as_object().unwrap() {
         let floor = if style == "finger" { 0.85 } else { 0.95 };
         assert!(s["accuracy"].as_f64().unwrap() >= floor, "{style}: {s}");
     }
-    for style in ["crossed", "ruled", "small", "finger"] {
+    for style in ["crossed", "ruled", "small", "finger", "backdrop"] {
         assert!(v["styles"][style].is_object(), "{v}");
     }
     // The tuning set: the same kinds of images from the held-out training digits; 98.27% of

@@ -19,6 +19,25 @@ const CANVAS_NOISE_FLOOR: f32 = 0.05;
 pub(crate) const SMALL_CANVAS: usize = 64;
 /// Long side of the thumbnail the background is fitted on.
 const THUMB: usize = 64;
+/// Radius, in strokes' widths, of the window that finds the paper where no smooth surface
+/// follows it: dark features up to four strokes wide (a filled loop) are taken for ink, wider
+/// ones for paper. Chosen on the validation digits (BENCHMARKS.md, "A fill that turns").
+const LOCAL_WINDOW: f32 = 2.0;
+/// How far (grey levels) the paper must fall below the fitted surface, somewhere, before its
+/// local shape is used.
+const LOCAL_DEPTH: f32 = 0.1;
+/// Where the paper's local shape is used, ink is measured as the fraction of the paper's light
+/// it takes away, so black over a dark part of the fill is as much ink as black over a light
+/// one; paper darker than this counts as this dark, so its noise is not made ink.
+const DIMMEST_PAPER: f32 = 0.3;
+/// Paper levels (the border's median grey) at which the polarity is read from the strokes
+/// rather than from the paper: a fill of colour, neither paper-white nor board-black.
+const UNCLEAR_PAPER: Range<f32> = 0.25..0.75;
+/// Share of the thumbnail at each end of its departures from the paper that is compared when
+/// the polarity is read from the strokes.
+const POLARITY_TAIL: f32 = 0.01;
+/// How many times one tail must outweigh the other to decide.
+const CLEAR_POLARITY: f32 = 1.5;
 /// Working scale of the stroke-width correction, in multiples of the final size.
 const MID: usize = 4;
 /// Stroke width, in pixels of the 20-pixel box, that MNIST digits have (median of 2A/P over the
@@ -406,18 +425,61 @@ fn flat_paper(grey: &[f32], border: &[f32]) -> Option<f32> {
     (paper * 2 >= grey.len()).then_some(level)
 }
 
+/// A small copy of the grey map, by area: what the paper's shape is found on.
+struct Thumbnail {
+    grey: Vec<f32>,
+    width: usize,
+    height: usize,
+}
+
+impl Thumbnail {
+    fn of(grey: &[f32], width: usize, height: usize) -> Self {
+        let scale = (width.max(height) as f32 / THUMB as f32).max(1.0);
+        let (tw, th) = (
+            ((width as f32 / scale).round() as usize).max(1),
+            ((height as f32 / scale).round() as usize).max(1),
+        );
+        Thumbnail {
+            grey: area(grey, width, height, tw, th),
+            width: tw,
+            height: th,
+        }
+    }
+
+    /// Whether the strokes are lighter than the paper (Some(true)) or darker, where one tail
+    /// of the thumbnail's departures from a smooth surface fitted to all of it clearly
+    /// outweighs the other: the strokes are the few pixels far to one side.
+    fn ink_is_light(&self) -> Option<bool> {
+        let (w, h) = (self.width, self.height);
+        let coef = fit_quadratic(&self.grey, w, h, &vec![true; w * h])?;
+        let mut departures: Vec<f32> = self
+            .grey
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                g - eval_quadratic(&coef, (i % w) as f32 / w as f32, (i / w) as f32 / h as f32)
+            })
+            .collect();
+        departures.sort_unstable_by(f32::total_cmp);
+        let at = |q: f32| departures[((departures.len() - 1) as f32 * q) as usize];
+        let (dark, light) = (-at(POLARITY_TAIL), at(1.0 - POLARITY_TAIL));
+        if light > CLEAR_POLARITY * dark {
+            Some(true)
+        } else if dark > CLEAR_POLARITY * light {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// The paper's brightness as a quadratic surface, fitted on a thumbnail: first to every pixel,
 /// then again to the pixels that the previous fit says are paper (not much darker than it).
 #[inline(always)]
-fn fit_paper(grey: &[f32], width: usize, height: usize) -> Result<[f64; 6], VisionError> {
-    let scale = (width.max(height) as f32 / THUMB as f32).max(1.0);
-    let (tw, th) = (
-        ((width as f32 / scale).round() as usize).max(1),
-        ((height as f32 / scale).round() as usize).max(1),
-    );
-    let thumb = area(grey, width, height, tw, th);
+fn fit_paper(thumbnail: &Thumbnail) -> Result<[f64; 6], VisionError> {
+    let (thumb, tw, th) = (&thumbnail.grey, thumbnail.width, thumbnail.height);
     let mut kept = vec![true; thumb.len()];
-    let mut coef = fit_quadratic(&thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
+    let mut coef = fit_quadratic(thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
     for _ in 0..3 {
         let depth: Vec<f32> = thumb
             .iter()
@@ -442,9 +504,63 @@ fn fit_paper(grey: &[f32], width: usize, height: usize) -> Result<[f64; 6], Visi
         if left < 6 {
             break;
         }
-        coef = fit_quadratic(&thumb, tw, th, &kept).unwrap_or(coef);
+        coef = fit_quadratic(thumb, tw, th, &kept).unwrap_or(coef);
     }
     Ok(coef)
+}
+
+/// The paper under the strokes where it falls below the fitted surface: a paint program's
+/// gradient that turns (a band of dark colour across a light fill) is no quadratic, and the
+/// surface stretched over it would make the band ink. The thumbnail closed (a running max,
+/// then a running min) over a window of radius [`LOCAL_WINDOW`] strokes loses every dark
+/// feature narrower than the window, strokes among them, and keeps the paper's broad shapes.
+/// None where it is nowhere [`LOCAL_DEPTH`] below the surface: smooth paper keeps the surface
+/// alone, exactly as before.
+#[inline(always)]
+fn local_paper(thumbnail: &Thumbnail, coef: &[f64; 6]) -> Option<Vec<f32>> {
+    let (tw, th) = (thumbnail.width, thumbnail.height);
+    let surface: Vec<f32> = (0..tw * th)
+        .map(|i| {
+            let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
+            eval_quadratic(coef, x, y).min(1.0)
+        })
+        .collect();
+    // The window is wider than the strokes (measured on the ink the surface finds, at half
+    // the strongest), so that no stroke, however broad the pen, is taken for paper.
+    let mut depth: Vec<f32> = surface
+        .iter()
+        .zip(&thumbnail.grey)
+        .map(|(s, g)| (s - g).max(0.0))
+        .collect();
+    let strongest = percentile(&depth, 0.02, 0.99).max(MIN_CONTRAST);
+    depth.iter_mut().for_each(|d| *d /= strongest);
+    let radius = (LOCAL_WINDOW * stroke_width(&depth, tw, th)).ceil() as usize;
+    let closed = |radius: usize| {
+        let mut closed = thumbnail.grey.clone();
+        morph(&mut closed, tw, th, radius.clamp(2, THUMB / 4), true);
+        morph(&mut closed, tw, th, radius.clamp(2, THUMB / 4), false);
+        closed
+    };
+    // Whether the paper falls below the surface is asked of a window twice as wide, which no
+    // broad stroke the width missed survives; a band of the fill wider than that does.
+    let deepest = closed(2 * radius)
+        .iter()
+        .zip(&surface)
+        .map(|(c, s)| s - c)
+        .fold(0.0, f32::max);
+    (deepest > LOCAL_DEPTH).then(|| closed(radius))
+}
+
+/// Bilinear taps (first index, weight of the next) that map `n` pixels onto `n_thumb`, in the
+/// surface's coordinates (pixel i at i / n of the side).
+fn thumb_taps(n: usize, n_thumb: usize) -> Vec<(usize, f32)> {
+    (0..n)
+        .map(|i| {
+            let t = i as f32 * n_thumb as f32 / n as f32;
+            let first = (t as usize).min(n_thumb.saturating_sub(2));
+            (first, (t - first as f32).min(1.0))
+        })
+        .collect()
 }
 
 /// Values looked at together when skipping paper: one vector compare clears 16 of them.
@@ -513,15 +629,31 @@ impl InkMap {
         let (width, height) = (img.width() as usize, img.height() as usize);
         let mut grey = grey_map(img);
         let mut border = border_of(&grey, width, height);
-        let light_on_dark = percentile(&border, -1.0, 0.5) < 0.5;
+        let paper_level = percentile(&border, -1.0, 0.5);
+        // Paper neither light nor dark (a coloured fill) says nothing of the ink's polarity:
+        // there the strokes, thin features darker or lighter than what is around them, do.
+        let mut thumbnail =
+            (UNCLEAR_PAPER.contains(&paper_level)).then(|| Thumbnail::of(&grey, width, height));
+        let light_on_dark = thumbnail
+            .as_ref()
+            .and_then(Thumbnail::ink_is_light)
+            .unwrap_or(paper_level < 0.5);
         if light_on_dark {
             grey.iter_mut().for_each(|g| *g = 1.0 - *g);
             border.iter_mut().for_each(|g| *g = 1.0 - *g);
+            if let Some(t) = thumbnail.as_mut() {
+                t.grey.iter_mut().for_each(|g| *g = 1.0 - *g);
+            }
         }
         let flat = flat_paper(&grey, &border);
-        let coef = match flat {
-            Some(level) => [level as f64, 0.0, 0.0, 0.0, 0.0, 0.0],
-            None => fit_paper(&grey, width, height)?,
+        let (coef, local) = match flat {
+            Some(level) => ([level as f64, 0.0, 0.0, 0.0, 0.0, 0.0], None),
+            None => {
+                let thumbnail = thumbnail.unwrap_or_else(|| Thumbnail::of(&grey, width, height));
+                let coef = fit_paper(&thumbnail)?;
+                let local = local_paper(&thumbnail, &coef).map(|l| (thumbnail, l));
+                (coef, local)
+            }
         };
         let noise_floor = if flat.is_some() && width.max(height) <= SMALL_CANVAS {
             CANVAS_NOISE_FLOOR
@@ -532,15 +664,43 @@ impl InkMap {
         let c = coef.map(|v| v as f32);
         let xs: Vec<f32> = (0..width).map(|x| x as f32 / width as f32).collect();
         let mut ink = Vec::with_capacity(width * height);
+        let mut local_taps = local.as_ref().map(|(t, _)| {
+            (
+                thumb_taps(width, t.width),
+                thumb_taps(height, t.height),
+                vec![0f32; t.width],
+            )
+        });
         for (y, grey_row) in grey.chunks_exact(width).enumerate() {
             let yf = y as f32 / height as f32;
             let (a, b) = (c[0] + c[2] * yf + c[5] * yf * yf, c[1] + c[4] * yf);
-            ink.extend(
-                grey_row
-                    .iter()
-                    .zip(&xs)
-                    .map(|(&g, &x)| ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0)),
-            );
+            let surface = |x: f32| (a + x * (b + c[3] * x)).min(1.0);
+            match (&local, &mut local_taps) {
+                (Some((t, paper)), Some((across, down, row))) => {
+                    // The local paper's row, between two thumbnail rows, then along it.
+                    let (first, f) = down[y];
+                    let (upper, lower) = (
+                        &paper[first * t.width..(first + 1) * t.width],
+                        &paper[(first + 1).min(t.height - 1) * t.width..][..t.width],
+                    );
+                    for ((r, &u), &l) in row.iter_mut().zip(upper).zip(lower) {
+                        *r = u + (l - u) * f;
+                    }
+                    ink.extend(grey_row.iter().zip(&xs).zip(across.iter()).map(
+                        |((&g, &x), &(i, f))| {
+                            let near = row[i] + (row[(i + 1).min(t.width - 1)] - row[i]) * f;
+                            let paper = surface(x).min(near);
+                            (paper - g).max(0.0) / paper.max(DIMMEST_PAPER)
+                        },
+                    ));
+                }
+                _ => ink.extend(
+                    grey_row
+                        .iter()
+                        .zip(&xs)
+                        .map(|(&g, &x)| (surface(x) - g).max(0.0)),
+                ),
+            }
         }
         let contrast = percentile(&ink, 0.02, 0.99);
         if contrast < MIN_CONTRAST {
@@ -844,7 +1004,7 @@ mod tests {
             let (grey, border) = grey_and_border(img);
             let level = flat_paper(&grey, &border).expect("even paper");
             assert!((level - 1.0).abs() < 1e-4, "{level}");
-            let fitted = fit_paper(&grey, 280, 280).unwrap();
+            let fitted = fit_paper(&Thumbnail::of(&grey, 280, 280)).unwrap();
             for (x, y) in [(0.0, 0.0), (0.5, 0.5), (1.0, 0.2), (0.3, 1.0)] {
                 let surface = eval_quadratic(&fitted, x, y);
                 assert!((surface - level).abs() < 0.02, "{surface} at {x},{y}");
@@ -897,5 +1057,64 @@ mod tests {
         let n = ink.normalize(&ink.full_region()).unwrap();
         // Only the stroke is ink: its box, not the dark right side of the page.
         assert!(n.bbox[0] >= 98 && n.bbox[2] <= 34, "{:?}", n.bbox);
+    }
+
+    /// A ring (a 0, 12 px strokes) of grey level `ink` centred at (130, 120) on a 240x240
+    /// fill whose lightness is `fill(x, y)` (0..1).
+    fn ring_over(ink: f32, fill: impl Fn(f32, f32) -> f32) -> RgbaImage {
+        let mut img = canvas(240, 240, [0, 0, 0, 255]);
+        for y in 0..240 {
+            for x in 0..240 {
+                let r = (x as f32 - 130.0).hypot(y as f32 - 120.0);
+                let v = if (38.0..50.0).contains(&r) {
+                    ink
+                } else {
+                    fill(x as f32, y as f32)
+                };
+                let v = (v * 255.0).round() as u8;
+                img.put_pixel(x, y, Rgba([v, v, v, 255]));
+            }
+        }
+        img
+    }
+
+    /// The ink map of a black ring over `fill`, checked to be dark ink with little of it off
+    /// the ring.
+    fn black_ring_over(fill: impl Fn(f32, f32) -> f32) -> InkMap {
+        let ink = InkMap::from_rgba(&ring_over(0.0, fill)).unwrap();
+        assert!(!ink.light_on_dark);
+        let (mut ring, mut rest) = (0.0, 0.0);
+        for (i, v) in ink.ink.iter().enumerate() {
+            let (x, y) = ((i % ink.width) as f32, (i / ink.width) as f32);
+            if (x - 130.0).hypot(y - 120.0) < 56.0 {
+                ring += v;
+            } else {
+                rest += v;
+            }
+        }
+        assert!(
+            rest < 0.25 * ring,
+            "ink off the ring: {rest} against {ring}"
+        );
+        ink
+    }
+
+    #[test]
+    fn a_fill_that_turns_is_paper_and_the_ink_over_its_dark_side_is_whole() {
+        // A paint program's reflected gradient: a dark band along the top-left diagonal,
+        // lightening to both sides, which no quadratic surface follows.
+        let ink = black_ring_over(|x, y| (0.15 + ((x + y - 120.0) / 240.0).abs()).min(1.0));
+        // The ring's upper left, over the darker fill, is as much ink as its lower right.
+        let strength = |x: usize, y: usize| ink.ink[y * ink.width + x];
+        assert!(strength(130 - 31, 120 - 31) > 0.8 * strength(130 + 31, 120 + 31));
+    }
+
+    #[test]
+    fn the_polarity_on_a_fill_near_mid_grey_is_the_strokes() {
+        // The border's median (0.45) alone would call this chalk on a board.
+        black_ring_over(|x, _| 0.35 + 0.2 * x / 240.0);
+        // And white strokes on a fill a little lighter (0.55) for dark ink on paper.
+        let light = ring_over(1.0, |x, _| 0.45 + 0.2 * x / 240.0);
+        assert!(InkMap::from_rgba(&light).unwrap().light_on_dark);
     }
 }

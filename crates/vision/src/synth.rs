@@ -50,10 +50,14 @@ pub enum Style {
     /// A photo of the page held at its edge: a finger (skin, soft-edged) or a pen cap (dark,
     /// hard-edged) reaching in from the side farthest from the digit, clear of it.
     Finger,
+    /// Coloured ink over a paint program's gradient fill: two colours blended along a line
+    /// (linear), out from a line on both sides (reflected: a band of one colour) or out from a
+    /// point (radial), the backdrop's lightness turning where no single smooth surface follows it.
+    Backdrop,
 }
 
 impl Style {
-    pub const ALL: [Style; 15] = [
+    pub const ALL: [Style; 16] = [
         Style::Canvas,
         Style::Thick,
         Style::Thin,
@@ -69,6 +73,7 @@ impl Style {
         Style::Ruled,
         Style::Small,
         Style::Finger,
+        Style::Backdrop,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -88,6 +93,7 @@ impl Style {
             Style::Ruled => "ruled",
             Style::Small => "small",
             Style::Finger => "finger",
+            Style::Backdrop => "backdrop",
         }
     }
 
@@ -449,6 +455,14 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             });
             encode(DynamicImage::ImageRgb8(img), None)
         }
+        Style::Backdrop => {
+            let fill = Gradient::new(w as f32, h as f32, rng);
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let (paper, v) = (fill.at(x as f32, y as f32), cov.v[(y * w + x) as usize]);
+                image::Rgb([0, 1, 2].map(|c| mix(paper[c], fill.ink[c], v)))
+            });
+            encode(DynamicImage::ImageRgb8(img), None)
+        }
         Style::UnevenLight => {
             let (gx, gy) = (rng.range(-0.5, 0.5), rng.range(-0.5, 0.5));
             let noise_seed = rng.next_u64();
@@ -470,6 +484,79 @@ fn finish(mut cov: Coverage, style: Style, size: f32, rng: &mut Rng) -> Vec<u8> 
             let quality = (style == Style::Jpeg).then(|| 25 + rng.below(30) as u8);
             encode(DynamicImage::ImageRgb8(img), quality)
         }
+    }
+}
+
+/// A paint program's gradient fill behind the digit, and the ink drawn over it.
+struct Gradient {
+    /// Colours at the start and the end of the blend, RGB in 0..1.
+    from: [f32; 3],
+    to: [f32; 3],
+    ink: [f32; 3],
+    /// Where the blend starts (a point of the canvas), its direction (unit) and length.
+    origin: (f32, f32),
+    direction: (f32, f32),
+    length: f32,
+    shape: GradientShape,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum GradientShape {
+    Linear,
+    Reflected,
+    Radial,
+}
+
+/// Relative luminance of an RGB colour (0..1), as the reader's grey map weighs it.
+fn luminance(c: [f32; 3]) -> f32 {
+    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+}
+
+impl Gradient {
+    /// Two colours at least a little apart in lightness, the darker still clearly lighter than
+    /// the ink (dark, often coloured), so the digit stays legible over the whole canvas.
+    fn new(w: f32, h: f32, rng: &mut Rng) -> Self {
+        let colour = |rng: &mut Rng, lightness: (f32, f32)| loop {
+            let c = [rng.uniform(), rng.uniform(), rng.uniform()];
+            if (lightness.0..=lightness.1).contains(&luminance(c)) {
+                return c;
+            }
+        };
+        let ink = colour(rng, (0.0, 0.15));
+        let dark = colour(rng, (luminance(ink) + 0.3, 0.65));
+        let light = colour(rng, (luminance(dark) + 0.15, 1.0));
+        let (from, to) = if rng.uniform() < 0.5 {
+            (dark, light)
+        } else {
+            (light, dark)
+        };
+        let angle = rng.range(0.0, std::f32::consts::TAU);
+        let shape = match rng.below(3) {
+            0 => GradientShape::Linear,
+            1 => GradientShape::Reflected,
+            _ => GradientShape::Radial,
+        };
+        Gradient {
+            from,
+            to,
+            ink,
+            origin: (rng.range(0.0, w), rng.range(0.0, h)),
+            direction: (angle.cos(), angle.sin()),
+            length: w.max(h) * rng.range(0.2, 0.8),
+            shape,
+        }
+    }
+
+    fn at(&self, x: f32, y: f32) -> [f32; 3] {
+        let (dx, dy) = (x - self.origin.0, y - self.origin.1);
+        let along = dx * self.direction.0 + dy * self.direction.1;
+        let t = match self.shape {
+            GradientShape::Linear => along / self.length,
+            GradientShape::Reflected => along.abs() / self.length,
+            GradientShape::Radial => dx.hypot(dy) / self.length,
+        }
+        .clamp(0.0, 1.0);
+        [0, 1, 2].map(|c| self.from[c] * (1.0 - t) + self.to[c] * t)
     }
 }
 
@@ -753,6 +840,23 @@ mod tests {
                 assert_eq!(n.light_on_dark, style == Style::LightOnDark, "{style:?}");
             }
         }
+    }
+
+    #[test]
+    fn backdrops_turn_and_stay_clearly_lighter_than_their_ink() {
+        let mut rng = Rng::new(9);
+        let mut shapes = std::collections::HashSet::new();
+        for _ in 0..60 {
+            let fill = Gradient::new(300.0, 200.0, &mut rng);
+            shapes.insert(fill.shape as u8);
+            let lightness: Vec<f32> = (0..30)
+                .flat_map(|j| (0..20).map(move |i| (i as f32 * 15.0, j as f32 * 10.0)))
+                .map(|(x, y)| luminance(fill.at(x, y)))
+                .collect();
+            let darkest = lightness.iter().copied().fold(1.0, f32::min);
+            assert!(darkest >= luminance(fill.ink) + 0.3 - 1e-4, "{darkest}");
+        }
+        assert_eq!(shapes.len(), 3, "linear, reflected and radial fills");
     }
 
     #[test]
