@@ -159,6 +159,39 @@ fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<Line> {
     found
 }
 
+/// The ink that meets the image's edge twice as thick as strokes must be to be told from
+/// lines, and all that joins it at least that thick: a finger or a pen cap holding the page,
+/// however far it reaches in. Lines meet the edge thin, and a digit they cross is not reached
+/// through them.
+fn held_at_the_edge(depth: &[u16], w: usize, h: usize) -> Vec<bool> {
+    let mut held = vec![false; w * h];
+    let mut stack: Vec<usize> = (0..w)
+        .flat_map(|x| [x, (h - 1) * w + x])
+        .chain((0..h).flat_map(|y| [y * w, y * w + w - 1]))
+        .filter(|&p| depth[p] >= 2 * THICK_ENOUGH)
+        .collect();
+    while let Some(p) = stack.pop() {
+        if held[p] || depth[p] < THICK_ENOUGH {
+            continue;
+        }
+        held[p] = true;
+        let (x, y) = (p % w, p / w);
+        if x > 0 {
+            stack.push(p - 1);
+        }
+        if x + 1 < w {
+            stack.push(p + 1);
+        }
+        if y > 0 {
+            stack.push(p - w);
+        }
+        if y + 1 < h {
+            stack.push(p + w);
+        }
+    }
+    held
+}
+
 /// The working pixels that belong to thin straight lines in a `w x h` ink map, or None when
 /// there are none or the strokes are too thin to tell lines from the digit.
 fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
@@ -176,18 +209,18 @@ fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
         let (x, y) = (p % w, p / w);
         x.min(y).min(w - 1 - x).min(h - 1 - y)
     };
-    let mut inked: Vec<u16> = (0..w * h)
-        .filter(|&p| depth[p] > 1 && from_edge(p) > 2 * depth[p] as usize)
-        .map(|p| depth[p])
-        .collect();
-    if inked.is_empty() {
-        return None;
-    }
-    let tenth = inked.len() - 1 - inked.len() / 10;
-    let thick = *inked.select_nth_unstable(tenth).1;
-    if thick < THICK_ENOUGH {
-        return None;
-    }
+    let strokes = |leave_out: &[bool]| {
+        let mut inked: Vec<u16> = (0..w * h)
+            .filter(|&p| depth[p] > 1 && from_edge(p) > 2 * depth[p] as usize && !leave_out[p])
+            .map(|p| depth[p])
+            .collect();
+        let tenth = inked.len().checked_sub(1 + inked.len() / 10)?;
+        Some(*inked.select_nth_unstable(tenth).1).filter(|&t| t >= THICK_ENOUGH)
+    };
+    // Without what holds the page, unless that leaves no strokes: then the thick ink at the
+    // edge is the digit itself, cut by the edge.
+    let thick =
+        strokes(&held_at_the_edge(&depth, w, h)).or_else(|| strokes(&vec![false; w * h]))?;
     // The strokes' cores (deeper than half the thick width), grown back by that much: the
     // opening of the ink. What it leaves out is much thinner than the digit's strokes.
     let cut = thick / 2;
@@ -302,6 +335,28 @@ mod tests {
             }
         }
         held.strokes = StrokeGrid::of(&held.ink, side, side);
+        let before = held.ink.clone();
+        assert!(!remove_thin_lines(&mut held));
+        assert_eq!(held.ink, before);
+    }
+
+    #[test]
+    fn a_pen_cap_reaching_far_into_the_page_does_not_make_the_digits_strokes_thin() {
+        // A 1 as a bar 8 pixels wide, and a pen cap ten times as thick reaching in from the
+        // left edge most of the way to it: far from the edge, the cap is no thinner there.
+        let side = 240;
+        let mut ink = vec![0f32; side * side];
+        for y in 20..220 {
+            for x in 200..208 {
+                ink[y * side + x] = 1.0;
+            }
+        }
+        for y in 100..180 {
+            for x in 0..180 {
+                ink[y * side + x] = 1.0;
+            }
+        }
+        let mut held = square(ink);
         let before = held.ink.clone();
         assert!(!remove_thin_lines(&mut held));
         assert_eq!(held.ink, before);
