@@ -160,7 +160,7 @@ fn straight_lines(thin: &[bool], w: usize, h: usize, votes: u32) -> Vec<Line> {
 }
 
 /// The ink that meets the image's edge twice as thick as strokes must be to be told from
-/// lines, and all that joins it at least that thick: a finger or a pen cap holding the page,
+/// lines, and all that joins it at least half as thick: a finger or a pen cap holding the page,
 /// however far it reaches in. Lines meet the edge thin, and a digit they cross is not reached
 /// through them.
 fn held_at_the_edge(depth: &[u16], w: usize, h: usize) -> Vec<bool> {
