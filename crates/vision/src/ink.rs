@@ -93,23 +93,84 @@ fn sum(v: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Running max (`grow`) or min over a square window of radius `r`, separably.
+/// Running max (`grow`) or min over a square window of radius `r`, separably. Each pass costs
+/// the same whatever the radius (van Herk / Gil-Werman: the extremes of fixed blocks of the
+/// window's size, from their start and from their end, meet in every window).
 pub(crate) fn morph(v: &mut [f32], w: usize, h: usize, r: usize, grow: bool) {
+    if r == 0 {
+        return;
+    }
     let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
-    let mut tmp = v.to_vec();
-    for y in 0..h {
-        for x in 0..w {
-            let (a, b) = (x.saturating_sub(r), (x + r + 1).min(w));
-            tmp[y * w + x] = v[y * w + a..y * w + b]
-                .iter()
-                .copied()
-                .fold(v[y * w + x], pick);
+    let outside = if grow {
+        f32::NEG_INFINITY
+    } else {
+        f32::INFINITY
+    };
+    let mut running = Running::new(w.max(h), r, outside);
+    for row in v.chunks_exact_mut(w) {
+        running.apply(row, pick);
+    }
+    let mut column = vec![0f32; h];
+    for x in 0..w {
+        for (y, c) in column.iter_mut().enumerate() {
+            *c = v[y * w + x];
+        }
+        running.apply(&mut column, pick);
+        for (y, c) in column.iter().enumerate() {
+            v[y * w + x] = *c;
         }
     }
-    for y in 0..h {
-        for x in 0..w {
-            let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-            v[y * w + x] = (a..b).map(|yy| tmp[yy * w + x]).fold(tmp[y * w + x], pick);
+}
+
+/// Scratch for [`morph`]'s passes over lines of up to `longest` values.
+struct Running {
+    padded: Vec<f32>,
+    from_start: Vec<f32>,
+    from_end: Vec<f32>,
+    r: usize,
+    outside: f32,
+}
+
+impl Running {
+    fn new(longest: usize, r: usize, outside: f32) -> Self {
+        let n = longest + 2 * r;
+        Running {
+            padded: vec![outside; n],
+            from_start: vec![outside; n],
+            from_end: vec![outside; n],
+            r,
+            outside,
+        }
+    }
+
+    /// Replaces each value of `line` by the `pick` of those within `r` of it (outside the line
+    /// counts as nothing).
+    fn apply(&mut self, line: &mut [f32], pick: impl Fn(f32, f32) -> f32) {
+        let (n, r) = (line.len(), self.r);
+        let (k, m) = (2 * r + 1, n + 2 * r);
+        let padded = &mut self.padded[..m];
+        padded.fill(self.outside);
+        padded[r..r + n].copy_from_slice(line);
+        let blocks = padded
+            .chunks(k)
+            .zip(self.from_start[..m].chunks_mut(k))
+            .zip(self.from_end[..m].chunks_mut(k));
+        for ((block, from_start), from_end) in blocks {
+            let mut so_far = self.outside;
+            for (s, &v) in from_start.iter_mut().zip(block) {
+                so_far = pick(so_far, v);
+                *s = so_far;
+            }
+            so_far = self.outside;
+            for (e, &v) in from_end.iter_mut().zip(block).rev() {
+                so_far = pick(so_far, v);
+                *e = so_far;
+            }
+        }
+        // The window of line[x] is padded[x..=x + 2r]: the end of one block and the start of
+        // the next (or one whole block).
+        for (x, out) in line.iter_mut().enumerate() {
+            *out = pick(self.from_end[x], self.from_start[x + 2 * r]);
         }
     }
 }
@@ -664,42 +725,49 @@ impl InkMap {
         let c = coef.map(|v| v as f32);
         let xs: Vec<f32> = (0..width).map(|x| x as f32 / width as f32).collect();
         let mut ink = Vec::with_capacity(width * height);
-        let mut local_taps = local.as_ref().map(|(t, _)| {
-            (
-                thumb_taps(width, t.width),
-                thumb_taps(height, t.height),
-                vec![0f32; t.width],
-            )
-        });
-        for (y, grey_row) in grey.chunks_exact(width).enumerate() {
+        let row_of = |y: usize| {
             let yf = y as f32 / height as f32;
-            let (a, b) = (c[0] + c[2] * yf + c[5] * yf * yf, c[1] + c[4] * yf);
-            let surface = |x: f32| (a + x * (b + c[3] * x)).min(1.0);
-            match (&local, &mut local_taps) {
-                (Some((t, paper)), Some((across, down, row))) => {
+            (c[0] + c[2] * yf + c[5] * yf * yf, c[1] + c[4] * yf)
+        };
+        match &local {
+            None => {
+                for (y, grey_row) in grey.chunks_exact(width).enumerate() {
+                    let (a, b) = row_of(y);
+                    ink.extend(
+                        grey_row
+                            .iter()
+                            .zip(&xs)
+                            .map(|(&g, &x)| ((a + x * (b + c[3] * x)).min(1.0) - g).max(0.0)),
+                    );
+                }
+            }
+            Some((t, paper)) => {
+                let (across, down) = (thumb_taps(width, t.width), thumb_taps(height, t.height));
+                let mut near = vec![0f32; t.width];
+                for (y, grey_row) in grey.chunks_exact(width).enumerate() {
+                    let (a, b) = row_of(y);
                     // The local paper's row, between two thumbnail rows, then along it.
                     let (first, f) = down[y];
                     let (upper, lower) = (
                         &paper[first * t.width..(first + 1) * t.width],
                         &paper[(first + 1).min(t.height - 1) * t.width..][..t.width],
                     );
-                    for ((r, &u), &l) in row.iter_mut().zip(upper).zip(lower) {
-                        *r = u + (l - u) * f;
+                    for ((n, &u), &l) in near.iter_mut().zip(upper).zip(lower) {
+                        *n = u + (l - u) * f;
                     }
-                    ink.extend(grey_row.iter().zip(&xs).zip(across.iter()).map(
-                        |((&g, &x), &(i, f))| {
-                            let near = row[i] + (row[(i + 1).min(t.width - 1)] - row[i]) * f;
-                            let paper = surface(x).min(near);
-                            (paper - g).max(0.0) / paper.max(DIMMEST_PAPER)
-                        },
-                    ));
+                    ink.extend(
+                        grey_row
+                            .iter()
+                            .zip(&xs)
+                            .zip(&across)
+                            .map(|((&g, &x), &(i, f))| {
+                                let local =
+                                    near[i] + (near[(i + 1).min(t.width - 1)] - near[i]) * f;
+                                let paper = (a + x * (b + c[3] * x)).min(1.0).min(local);
+                                (paper - g).max(0.0) / paper.max(DIMMEST_PAPER)
+                            }),
+                    );
                 }
-                _ => ink.extend(
-                    grey_row
-                        .iter()
-                        .zip(&xs)
-                        .map(|(&g, &x)| (surface(x) - g).max(0.0)),
-                ),
             }
         }
         let contrast = percentile(&ink, 0.02, 0.99);
@@ -849,6 +917,38 @@ mod tests {
         for yy in y {
             for xx in x.clone() {
                 img.put_pixel(xx, yy, Rgba(ink));
+            }
+        }
+    }
+
+    #[test]
+    fn running_extremes_match_the_window_they_stand_for() {
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32
+        };
+        for (w, h) in [(1, 1), (5, 3), (17, 29), (64, 40)] {
+            let v: Vec<f32> = (0..w * h).map(|_| next()).collect();
+            for r in 0..12 {
+                for grow in [true, false] {
+                    let mut fast = v.clone();
+                    morph(&mut fast, w, h, r, grow);
+                    for y in 0..h {
+                        for x in 0..w {
+                            let window = (y.saturating_sub(r)..(y + r + 1).min(h)).flat_map(|yy| {
+                                (x.saturating_sub(r)..(x + r + 1).min(w)).map(move |xx| (xx, yy))
+                            });
+                            let values = window.map(|(xx, yy)| v[yy * w + xx]);
+                            let want = if grow {
+                                values.fold(f32::NEG_INFINITY, f32::max)
+                            } else {
+                                values.fold(f32::INFINITY, f32::min)
+                            };
+                            assert_eq!(fast[y * w + x], want, "{w}x{h} r {r} at {x},{y}");
+                        }
+                    }
+                }
             }
         }
     }
