@@ -618,11 +618,11 @@ fn realistic_drawings_and_numbers_are_read() {
     let v = realworld(&["--per-style", "200", "--numbers", "300"]);
     // Measured on 1000 per style and 1000 numbers (see the README): 99.3% of the fifteen
     // styles' digits without `finger`, 98% of the numbers; a finger or a pen cap at the edge
-    // about 93%.
+    // about 96%.
     assert!(v["digit_accuracy"].as_f64().unwrap() >= 0.98, "{v}");
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     for (style, s) in v["styles"].as_object().unwrap() {
-        let floor = if style == "finger" { 0.9 } else { 0.95 };
+        let floor = if style == "finger" { 0.93 } else { 0.95 };
         assert!(s["accuracy"].as_f64().unwrap() >= floor, "{style}: {s}");
     }
     for style in ["crossed", "ruled", "small", "finger", "backdrop"] {
@@ -641,6 +641,9 @@ fn realistic_drawings_and_numbers_are_read() {
     // A photo of a number on paper lit from one side: 97.8% of 1,000.
     let v = realworld(&[&held_out[..], &["200", "--number-style", "uneven-light"]].concat());
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.94, "{v}");
+    // A number held at the page's edge by a finger or a pen cap, close to it: 96.9% of 1,000.
+    let v = realworld(&[&held_out[..], &["200", "--number-style", "finger"]].concat());
+    assert!(v["number_accuracy"].as_f64().unwrap() >= 0.93, "{v}");
     let o = digits(&["realworld", "--number-style", "sketchy"]);
     assert!(
         !o.status.success() && text(&o).contains("uneven-light"),

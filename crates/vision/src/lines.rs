@@ -31,7 +31,7 @@ pub(crate) fn touches_border(ink: &InkMap) -> bool {
 
 /// Chessboard distance from each set pixel to the nearest unset one, in two passes. Outside
 /// the image does not count: a stroke the edge cuts through is as thick there as it was.
-fn distance_to_paper(on: &[bool], w: usize, h: usize) -> Vec<u16> {
+pub(crate) fn distance_to_paper(on: &[bool], w: usize, h: usize) -> Vec<u16> {
     let mut d: Vec<u16> = on.iter().map(|&o| if o { u16::MAX } else { 0 }).collect();
     let at = |d: &[u16], x: isize, y: isize| {
         if x < 0 || y < 0 || x >= w as isize || y >= h as isize {

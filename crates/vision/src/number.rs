@@ -17,6 +17,12 @@ const TYPICAL_ASPECT: f32 = 0.65;
 /// must cover to be taken for what holds the page rather than a digit the edge cuts (in pixels,
 /// this many cells' width).
 const HOLD_CONTACT: usize = 6;
+/// How many times as thick as the digit's strokes a piece of ink at the edge is when it is a
+/// finger or a pen cap, not a piece of the digit: a hand's strokes are about equally thick.
+const HOLDER_THICKNESS: u16 = 2;
+/// A piece of the writing whose strokes are measured has at least this fraction (its inverse)
+/// of the largest piece's ink, at the edge or not.
+const SUBSTANTIAL: usize = 4;
 /// Most neighbouring segments read together as one digit.
 const MAX_MERGED: usize = 3;
 /// Most digits one blob is cut into. Without a cap a long thin stroke (a 5000x10 underline)
@@ -68,6 +74,11 @@ impl Blob {
             .saturating_sub(self.y1)
             .max(self.y0.saturating_sub(other.y1));
         dx.max(dy)
+    }
+
+    /// Whether `other`'s box lies inside this one's.
+    fn encloses(&self, other: &Blob) -> bool {
+        self.x0 <= other.x0 && other.x1 <= self.x1 && self.y0 <= other.y0 && other.y1 <= self.y1
     }
 
     /// Horizontal overlap as a fraction of the narrower blob.
@@ -207,15 +218,20 @@ fn cut(blob: &Blob, cuts: &[usize], width: usize) -> Vec<Blob> {
 
 /// Splits pieces of ink into the writing and what holds the page: on a photo (`photo`), a piece
 /// that meets the edge of the `w x h` grid over at least `contact` cells, beside a piece that
-/// does not, and farther from every other piece than a quarter of either's size (a finger, a
-/// pen cap). A small canvas is the digit's own: its strokes may run to the edge. A digit the
-/// edge cuts meets it where a stroke does, a stroke's width, and lies close to its other pieces.
+/// does not, and either farther from every other piece than a quarter of either's size or
+/// bulky: beside the writing, not around any of it, with its deepest ink [`HOLDER_THICKNESS`]
+/// times as far from paper as the deepest tenth of the writing's (`depths` lists a piece's ink
+/// pixels' distances from paper). That is a finger or a pen cap, however close it comes. A
+/// small canvas is the digit's own: its strokes may run to the edge. A digit the edge cuts
+/// meets it where a stroke does, a stroke's width and thickness, and lies close to its other
+/// pieces.
 fn leave_out_holders(
     blobs: Vec<Blob>,
     w: usize,
     h: usize,
     contact: usize,
     photo: bool,
+    depths: impl Fn(&Blob) -> Vec<u16>,
 ) -> (Vec<Blob>, Vec<Blob>) {
     let holds_page = |b: &Blob| {
         let edge = |&&p: &&usize| p % w == 0 || p % w == w - 1 || p < w || p / w == h - 1;
@@ -224,13 +240,67 @@ fn leave_out_holders(
     if !photo || blobs.iter().all(holds_page) {
         return (blobs, Vec::new());
     }
+    let largest = blobs.iter().map(|b| b.pixels.len()).max().unwrap_or(0);
     let (held, mut kept): (Vec<Blob>, Vec<Blob>) = blobs.into_iter().partition(holds_page);
+    if held.is_empty() {
+        return (kept, held);
+    }
+    // The writing's strokes, measured on its pieces of a substantial size (a speck's depth
+    // says nothing, and where all but a small piece is at the edge, the edge cuts the digit),
+    // only when a piece close to the writing holds the page.
+    let stroke = std::cell::OnceCell::new();
+    let stroke = || {
+        *stroke.get_or_init(|| {
+            let mut strokes: Vec<u16> = kept
+                .iter()
+                .filter(|b| b.pixels.len() * SUBSTANTIAL >= largest)
+                .flat_map(&depths)
+                .collect();
+            let n = strokes.len();
+            (n > 0).then(|| *strokes.select_nth_unstable(n - 1 - n / 10).1)
+        })
+    };
+    let bulky = |b: &Blob| {
+        let deepest = depths(b).into_iter().max().unwrap_or(0);
+        !kept.iter().any(|k| b.encloses(k))
+            && stroke().is_some_and(|s| deepest >= s.saturating_mul(HOLDER_THICKNESS))
+    };
     let near = |a: &Blob, b: &Blob| a.distance(b) * 4 <= a.width().max(a.height());
     let (close, clear): (Vec<Blob>, Vec<Blob>) = held
         .into_iter()
-        .partition(|h| kept.iter().any(|k| near(h, k) || near(k, h)));
+        .partition(|h| kept.iter().any(|k| near(h, k) || near(k, h)) && !bulky(h));
     kept.extend(close);
     (kept, clear)
+}
+
+/// The distances from paper of the ink pixels of `b` (cells `cell` pixels a side of a grid
+/// over the ink map, one pixel each where `cell` is 1), `depth` being each pixel's.
+fn depths(ink: &InkMap, depth: &[u16], b: &Blob, cell: usize) -> Vec<u16> {
+    let gw = ink.width.div_ceil(cell);
+    b.pixels
+        .iter()
+        .flat_map(|&p| {
+            let (cx, cy) = ((p % gw) * cell, (p / gw) * cell);
+            (cy..(cy + cell).min(ink.height))
+                .flat_map(move |y| (cx..(cx + cell).min(ink.width)).map(move |x| y * ink.width + x))
+        })
+        .map(|p| depth[p])
+        .filter(|&d| d > 0)
+        .collect()
+}
+
+/// Each pixel's distance from paper (ink below [`STROKE`], and outside the image: a stroke
+/// that runs along the edge is as thick as it looks, not twice).
+fn depth_map(ink: &InkMap) -> Vec<u16> {
+    let (w, h) = (ink.width, ink.height);
+    let on: Vec<bool> = ink.ink.iter().map(|&v| v > STROKE).collect();
+    let mut depth = crate::lines::distance_to_paper(&on, w, h);
+    for (p, d) in depth.iter_mut().enumerate() {
+        let (x, y) = (p % w, p / w);
+        let from_edge = x.min(y).min(w - 1 - x).min(h - 1 - y) + 1;
+        *d = (*d).min(from_edge.min(u16::MAX as usize) as u16);
+    }
+    depth
 }
 
 /// Where the one digit of an image is: everything with ink, less the specks far from it (dust,
@@ -253,7 +323,11 @@ pub fn digit_region(ink: &InkMap) -> Region {
     let on_edge = |b: &Blob| b.x0 == 0 || b.y0 == 0 || b.x1 == gw || b.y1 == gh;
     let photo = ink.width.max(ink.height) > SMALL_CANVAS;
     let held;
-    (main, held) = leave_out_holders(main, gw, gh, HOLD_CONTACT, photo);
+    // Measured only where a piece at the edge is to be told from the digit.
+    let depth = std::cell::OnceCell::new();
+    (main, held) = leave_out_holders(main, gw, gh, HOLD_CONTACT, photo, |b| {
+        depths(ink, depth.get_or_init(|| depth_map(ink)), b, cell)
+    });
     // Fainter than a stroke, it is not in the grid, but its ink would still widen the box.
     let faint_hold = photo && !main.iter().any(on_edge) && crate::lines::touches_border(ink);
     let Some(mut host) = main.pop() else {
@@ -304,12 +378,14 @@ pub fn digit_region(ink: &InkMap) -> Region {
 pub fn segment(ink: &InkMap) -> Vec<Segment> {
     let cell = ink.strokes.cell;
     let photo = ink.width.max(ink.height) > SMALL_CANVAS;
+    let depth = std::cell::OnceCell::new();
     let (mut blobs, _) = leave_out_holders(
         components(ink),
         ink.width,
         ink.height,
         HOLD_CONTACT * cell,
         photo,
+        |b| depths(ink, depth.get_or_init(|| depth_map(ink)), b, 1),
     );
     blobs.sort_by_key(|b| std::cmp::Reverse(b.pixels.len()));
     let largest = blobs.first().map_or(0, |b| b.pixels.len());
@@ -594,10 +670,15 @@ mod tests {
         let mask = region.mask.as_ref().expect("a mask");
         let at = |x: usize, y: usize| mask[(y - region.y) * region.w + x - region.x];
         assert!(!at(260, 320) && at(110, 320), "{region:?}");
-        // Close to the digit, it could be a piece of it, and stays.
-        let close = (0, 200, 230, 300);
+        // Close to the digit and far thicker than its strokes, it is still a hand.
+        let close = (0, 200, 200, 260);
         let region = digit_region(&map(600, 500, &[&digit[..], &[close]].concat()));
-        assert_eq!(region.x, 0, "{region:?}");
+        assert!(region.x >= 200, "{region:?}");
+        // Close to the digit and as thick as its strokes, along the edge, it could be a piece
+        // of it, and stays.
+        let stroke = (200, 380, 400, 400);
+        let region = digit_region(&map(600, 400, &[&digit[..], &[stroke]].concat()));
+        assert!(region.x <= 200 && region.y + region.h == 400, "{region:?}");
         // Fainter than a stroke, it is not in the stroke grid, but still left out.
         let mut faint = map(600, 500, &digit);
         for y in 200..300 {
@@ -617,6 +698,12 @@ mod tests {
         let plain = segment(&map(600, 500, &ones));
         let held = segment(&map(600, 500, &[&ones[..], &[thumb]].concat()));
         assert_eq!(plain.len(), 2);
+        assert_eq!(held, plain);
+        // A thumb close to the writing, far thicker than its strokes, is left out too.
+        let ones = [(200, 100, 220, 300), (300, 100, 320, 300)];
+        let thumb = (330, 330, 420, 500);
+        let plain = segment(&map(600, 500, &ones));
+        let held = segment(&map(600, 500, &[&ones[..], &[thumb]].concat()));
         assert_eq!(held, plain);
     }
 
