@@ -14,7 +14,7 @@ use crate::resample::area;
 const WORK: usize = 512;
 /// Ink level from which a pixel counts: low, so that a line's faint stretches (a one-pixel
 /// line at a slant covers some pixels only partly) keep it whole and go with it.
-const FAINT: f32 = 0.01;
+pub(crate) const FAINT: f32 = 0.01;
 /// Ink below which, on a page that had lines, a pixel is taken for their remains.
 const RESIDUE: f32 = 0.05;
 /// Half-width (chessboard distance to the paper, in working pixels) that the digit's thickest

@@ -303,6 +303,34 @@ fn depth_map(ink: &InkMap) -> Vec<u16> {
     depth
 }
 
+/// Whether ink (any at all) meets the edge of the map away from the cells of `pieces` and
+/// their neighbours: something fainter than a stroke holds the page (skin), where the rim of
+/// a digit the edge cuts lies beside its strokes.
+fn faint_at_the_edge(ink: &InkMap, pieces: &[Blob]) -> bool {
+    if !crate::lines::touches_border(ink) {
+        return false;
+    }
+    let (w, h) = (ink.width, ink.height);
+    let inked = (0..w)
+        .flat_map(|x| [(x, 0), (x, h - 1)])
+        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]))
+        .filter(|&(x, y)| ink.ink[y * w + x] > crate::lines::FAINT);
+    let grid = &ink.strokes;
+    let (gw, gh) = (grid.width, grid.height);
+    let mut beside = vec![false; gw * gh];
+    for p in pieces.iter().flat_map(|b| &b.pixels) {
+        let (x, y) = (p % gw, p / gw);
+        for ny in y.saturating_sub(1)..(y + 2).min(gh) {
+            for nx in x.saturating_sub(1)..(x + 2).min(gw) {
+                beside[ny * gw + nx] = true;
+            }
+        }
+    }
+    inked
+        .into_iter()
+        .any(|(x, y)| !beside[(y / grid.cell) * gw + x / grid.cell])
+}
+
 /// Where the one digit of an image is: everything with ink, less the specks far from it (dust,
 /// flecks of the paper, dots a camera's sharpening makes) that would otherwise stretch the ink
 /// box and leave the digit small in its 28x28. A speck is what the number reader takes for
@@ -320,7 +348,6 @@ pub fn digit_region(ink: &InkMap) -> Region {
         .into_iter()
         .partition(|b| b.pixels.len() * 40 >= largest);
     let (gw, gh) = (grid.width, grid.height);
-    let on_edge = |b: &Blob| b.x0 == 0 || b.y0 == 0 || b.x1 == gw || b.y1 == gh;
     let photo = ink.width.max(ink.height) > SMALL_CANVAS;
     let held;
     // Measured only where a piece at the edge is to be told from the digit.
@@ -329,7 +356,7 @@ pub fn digit_region(ink: &InkMap) -> Region {
         depths(ink, depth.get_or_init(|| depth_map(ink)), b, cell)
     });
     // Fainter than a stroke, it is not in the grid, but its ink would still widen the box.
-    let faint_hold = photo && !main.iter().any(on_edge) && crate::lines::touches_border(ink);
+    let faint_hold = photo && faint_at_the_edge(ink, &main);
     let Some(mut host) = main.pop() else {
         return ink.full_region();
     };
@@ -688,6 +715,15 @@ mod tests {
         }
         let region = digit_region(&faint);
         assert!(region.x >= 200, "{region:?}");
+        // And so it is where the digit itself runs off the edge.
+        let mut faint = map(600, 500, &[(250, 150, 350, 170), (330, 170, 350, 500)]);
+        for y in 200..300 {
+            for x in 0..120 {
+                faint.ink[y * 600 + x] = 0.15;
+            }
+        }
+        let region = digit_region(&faint);
+        assert!(region.x >= 200 && region.y + region.h == 500, "{region:?}");
     }
 
     #[test]
