@@ -618,12 +618,11 @@ fn realistic_drawings_and_numbers_are_read() {
     let v = realworld(&["--per-style", "200", "--numbers", "300"]);
     // Measured on 1000 per style and 1000 numbers (see the README): 99.3% of the fifteen
     // styles' digits without `finger`, 98% of the numbers; a finger or a pen cap at the edge
-    // about 98%.
+    // 98.5%.
     assert!(v["digit_accuracy"].as_f64().unwrap() >= 0.98, "{v}");
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     for (style, s) in v["styles"].as_object().unwrap() {
-        let floor = if style == "finger" { 0.94 } else { 0.95 };
-        assert!(s["accuracy"].as_f64().unwrap() >= floor, "{style}: {s}");
+        assert!(s["accuracy"].as_f64().unwrap() >= 0.95, "{style}: {s}");
     }
     for style in ["crossed", "ruled", "small", "finger", "backdrop"] {
         assert!(v["styles"][style].is_object(), "{v}");

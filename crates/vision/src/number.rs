@@ -219,10 +219,11 @@ fn cut(blob: &Blob, cuts: &[usize], width: usize) -> Vec<Blob> {
 /// Splits pieces of ink into the writing and what holds the page: on a photo (`photo`), a piece
 /// that meets the edge of the `w x h` grid over at least `contact` cells, beside a piece that
 /// does not, and either farther from every other piece than a quarter of either's size or
-/// bulky: beside the writing, not around any of it, with its deepest ink [`HOLDER_THICKNESS`]
-/// times as far from paper as the deepest tenth of the writing's (`depths` lists a piece's ink
-/// pixels' distances from paper). That is a finger or a pen cap, however close it comes. A
-/// small canvas is the digit's own: its strokes may run to the edge. A digit the edge cuts
+/// bulky: not around any other piece, with its deepest ink [`HOLDER_THICKNESS`] times as far
+/// from paper as the deepest tenth of the writing's (`depths` lists a piece's ink pixels'
+/// distances from paper). That is a finger or a pen cap, however close it comes. Where every
+/// piece meets the edge broadly, the writing is the thinnest and what is not bulky beside it.
+/// A small canvas is the digit's own: its strokes may run to the edge. A digit the edge cuts
 /// meets it where a stroke does, a stroke's width and thickness, and lies close to its other
 /// pieces.
 fn leave_out_holders(
@@ -233,42 +234,59 @@ fn leave_out_holders(
     photo: bool,
     depths: impl Fn(&Blob) -> Vec<u16>,
 ) -> (Vec<Blob>, Vec<Blob>) {
+    if !photo {
+        return (blobs, Vec::new());
+    }
     let holds_page = |b: &Blob| {
         let edge = |&&p: &&usize| p % w == 0 || p % w == w - 1 || p < w || p / w == h - 1;
         b.pixels.iter().filter(edge).count() >= contact
     };
-    if !photo || blobs.iter().all(holds_page) {
-        return (blobs, Vec::new());
-    }
+    // Strokes are measured on pieces of a substantial size: a speck's depth says nothing, and
+    // where all but a small piece is at the edge, the edge cuts the digit.
     let largest = blobs.iter().map(|b| b.pixels.len()).max().unwrap_or(0);
+    let stroke_of = |pieces: &[&Blob]| {
+        let mut strokes: Vec<u16> = pieces
+            .iter()
+            .filter(|b| b.pixels.len() * SUBSTANTIAL >= largest)
+            .flat_map(|b| depths(b))
+            .collect();
+        let n = strokes.len();
+        (n > 0).then(|| *strokes.select_nth_unstable(n - 1 - n / 10).1)
+    };
+    let bulky = |b: &Blob, stroke: Option<u16>, others: &[Blob]| {
+        let deepest = || depths(b).into_iter().max().unwrap_or(0);
+        !others.iter().any(|k| !std::ptr::eq(k, b) && b.encloses(k))
+            && stroke.is_some_and(|s| deepest() >= s.saturating_mul(HOLDER_THICKNESS))
+    };
+    if blobs.iter().all(holds_page) {
+        if blobs.len() < 2 {
+            return (blobs, Vec::new());
+        }
+        let strokes: Vec<Option<u16>> = blobs.iter().map(|b| stroke_of(&[b])).collect();
+        let thinnest = strokes.iter().flatten().min().copied();
+        let hands: Vec<bool> = (blobs.iter().zip(&strokes))
+            .map(|(b, &s)| s != thinnest && bulky(b, thinnest, &blobs))
+            .collect();
+        if hands.iter().all(|&hand| hand) {
+            return (blobs, Vec::new());
+        }
+        let (mut kept, mut held) = (Vec::new(), Vec::new());
+        for (b, hand) in blobs.into_iter().zip(hands) {
+            if hand { &mut held } else { &mut kept }.push(b);
+        }
+        return (kept, held);
+    }
     let (held, mut kept): (Vec<Blob>, Vec<Blob>) = blobs.into_iter().partition(holds_page);
     if held.is_empty() {
         return (kept, held);
     }
-    // The writing's strokes, measured on its pieces of a substantial size (a speck's depth
-    // says nothing, and where all but a small piece is at the edge, the edge cuts the digit),
-    // only when a piece close to the writing holds the page.
+    // The writing's strokes, only when a piece close to it holds the page.
     let stroke = std::cell::OnceCell::new();
-    let stroke = || {
-        *stroke.get_or_init(|| {
-            let mut strokes: Vec<u16> = kept
-                .iter()
-                .filter(|b| b.pixels.len() * SUBSTANTIAL >= largest)
-                .flat_map(&depths)
-                .collect();
-            let n = strokes.len();
-            (n > 0).then(|| *strokes.select_nth_unstable(n - 1 - n / 10).1)
-        })
-    };
-    let bulky = |b: &Blob| {
-        let deepest = depths(b).into_iter().max().unwrap_or(0);
-        !kept.iter().any(|k| b.encloses(k))
-            && stroke().is_some_and(|s| deepest >= s.saturating_mul(HOLDER_THICKNESS))
-    };
+    let stroke = || *stroke.get_or_init(|| stroke_of(&kept.iter().collect::<Vec<_>>()));
     let near = |a: &Blob, b: &Blob| a.distance(b) * 4 <= a.width().max(a.height());
     let (close, clear): (Vec<Blob>, Vec<Blob>) = held
         .into_iter()
-        .partition(|h| kept.iter().any(|k| near(h, k) || near(k, h)) && !bulky(h));
+        .partition(|h| kept.iter().any(|k| near(h, k) || near(k, h)) && !bulky(h, stroke(), &kept));
     kept.extend(close);
     (kept, clear)
 }
@@ -706,6 +724,12 @@ mod tests {
         let stroke = (200, 380, 400, 400);
         let region = digit_region(&map(600, 400, &[&digit[..], &[stroke]].concat()));
         assert!(region.x <= 200 && region.y + region.h == 400, "{region:?}");
+        // Where the digit meets the edge broadly too (a 7 whose bar the top edge cuts), the
+        // piece far thicker than the thinnest is still a hand.
+        let seven = [(250, 0, 350, 20), (330, 20, 350, 300)];
+        let cap = (0, 200, 150, 260);
+        let region = digit_region(&map(600, 500, &[&seven[..], &[cap]].concat()));
+        assert!(region.x >= 200 && region.y == 0, "{region:?}");
         // Fainter than a stroke, it is not in the stroke grid, but still left out.
         let mut faint = map(600, 500, &digit);
         for y in 200..300 {
