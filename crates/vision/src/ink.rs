@@ -507,19 +507,22 @@ impl Thumbnail {
         }
     }
 
+    /// The quadratic surface `coef` (fitted to this thumbnail) at each of its pixels.
+    fn surface(&self, coef: [f64; 6]) -> impl Iterator<Item = f32> + '_ {
+        let (w, h) = (self.width, self.height);
+        (0..w * h).map(move |i| {
+            eval_quadratic(&coef, (i % w) as f32 / w as f32, (i / w) as f32 / h as f32)
+        })
+    }
+
     /// Whether the strokes are lighter than the paper (Some(true)) or darker, where one tail
     /// of the thumbnail's departures from a smooth surface fitted to all of it clearly
     /// outweighs the other: the strokes are the few pixels far to one side.
     fn ink_is_light(&self) -> Option<bool> {
         let (w, h) = (self.width, self.height);
         let coef = fit_quadratic(&self.grey, w, h, &vec![true; w * h])?;
-        let mut departures: Vec<f32> = self
-            .grey
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                g - eval_quadratic(&coef, (i % w) as f32 / w as f32, (i / w) as f32 / h as f32)
-            })
+        let mut departures: Vec<f32> = (self.surface(coef).zip(&self.grey))
+            .map(|(s, g)| g - s)
             .collect();
         departures.sort_unstable_by(f32::total_cmp);
         let at = |q: f32| departures[((departures.len() - 1) as f32 * q) as usize];
@@ -542,13 +545,8 @@ fn fit_paper(thumbnail: &Thumbnail) -> Result<[f64; 6], VisionError> {
     let mut kept = vec![true; thumb.len()];
     let mut coef = fit_quadratic(thumb, tw, th, &kept).ok_or(VisionError::NoInk)?;
     for _ in 0..3 {
-        let depth: Vec<f32> = thumb
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
-                eval_quadratic(&coef, x, y) - v
-            })
+        let depth: Vec<f32> = (thumbnail.surface(coef).zip(thumb))
+            .map(|(s, v)| s - v)
             .collect();
         let mut kept_depth = Vec::with_capacity(depth.len());
         for (&d, &k) in depth.iter().zip(&kept) {
@@ -580,12 +578,7 @@ fn fit_paper(thumbnail: &Thumbnail) -> Result<[f64; 6], VisionError> {
 #[inline(always)]
 fn local_paper(thumbnail: &Thumbnail, coef: &[f64; 6]) -> Option<Vec<f32>> {
     let (tw, th) = (thumbnail.width, thumbnail.height);
-    let surface: Vec<f32> = (0..tw * th)
-        .map(|i| {
-            let (x, y) = ((i % tw) as f32 / tw as f32, (i / tw) as f32 / th as f32);
-            eval_quadratic(coef, x, y).min(1.0)
-        })
-        .collect();
+    let surface: Vec<f32> = thumbnail.surface(*coef).map(|s| s.min(1.0)).collect();
     // The window is wider than the strokes (measured on the ink the surface finds, at half
     // the strongest), so that no stroke, however broad the pen, is taken for paper.
     let mut depth: Vec<f32> = surface
