@@ -29,6 +29,20 @@ pub(crate) fn touches_border(ink: &InkMap) -> bool {
         || (0..h).any(|y| faint(y * w) || faint(y * w + w - 1))
 }
 
+/// How deep the deepest tenth of a piece of ink lies (`depths`, each of its pixels' distance
+/// from paper; reordered): the strokes' half-width, not counting the few deeper pixels where
+/// strokes cross or the pen paused. None for no ink.
+pub(crate) fn deepest_tenth(depths: &mut [u16]) -> Option<u16> {
+    let tenth = depths.len().checked_sub(1 + depths.len() / 10)?;
+    Some(*depths.select_nth_unstable(tenth).1)
+}
+
+/// How many pixels lie between pixel `p` of a `w x h` map and the nearest edge.
+pub(crate) fn from_edge(p: usize, w: usize, h: usize) -> usize {
+    let (x, y) = (p % w, p / w);
+    x.min(y).min(w - 1 - x).min(h - 1 - y)
+}
+
 /// Chessboard distance from each set pixel to the nearest unset one, in two passes. Outside
 /// the image does not count: a stroke the edge cuts through is as thick there as it was.
 pub(crate) fn distance_to_paper(on: &[bool], w: usize, h: usize) -> Vec<u16> {
@@ -205,17 +219,14 @@ fn thin_lines(work: &[f32], w: usize, h: usize) -> Option<Vec<bool>> {
     // outermost ring, which is all that thin lines have, nor what runs into the image's edge
     // thicker than it is far from it: a finger holding the page, whose width would make
     // every stroke of the digit look thin).
-    let from_edge = |p: usize| {
-        let (x, y) = (p % w, p / w);
-        x.min(y).min(w - 1 - x).min(h - 1 - y)
-    };
     let strokes = |leave_out: &[bool]| {
         let mut inked: Vec<u16> = (0..w * h)
-            .filter(|&p| depth[p] > 1 && from_edge(p) > 2 * depth[p] as usize && !leave_out[p])
+            .filter(|&p| {
+                depth[p] > 1 && from_edge(p, w, h) > 2 * depth[p] as usize && !leave_out[p]
+            })
             .map(|p| depth[p])
             .collect();
-        let tenth = inked.len().checked_sub(1 + inked.len() / 10)?;
-        Some(*inked.select_nth_unstable(tenth).1).filter(|&t| t >= THICK_ENOUGH)
+        deepest_tenth(&mut inked).filter(|&t| t >= THICK_ENOUGH)
     };
     // Without what holds the page, unless that leaves no strokes: then the thick ink at the
     // edge is the digit itself, cut by the edge.

@@ -250,8 +250,7 @@ fn leave_out_holders(
             .filter(|b| b.pixels.len() * SUBSTANTIAL >= largest)
             .flat_map(|b| depths(b))
             .collect();
-        let n = strokes.len();
-        (n > 0).then(|| *strokes.select_nth_unstable(n - 1 - n / 10).1)
+        crate::lines::deepest_tenth(&mut strokes)
     };
     let bulky = |b: &Blob, stroke: Option<u16>, others: &[Blob]| {
         let deepest = || depths(b).into_iter().max().unwrap_or(0);
@@ -314,9 +313,8 @@ fn depth_map(ink: &InkMap) -> Vec<u16> {
     let on: Vec<bool> = ink.ink.iter().map(|&v| v > STROKE).collect();
     let mut depth = crate::lines::distance_to_paper(&on, w, h);
     for (p, d) in depth.iter_mut().enumerate() {
-        let (x, y) = (p % w, p / w);
-        let from_edge = x.min(y).min(w - 1 - x).min(h - 1 - y) + 1;
-        *d = (*d).min(from_edge.min(u16::MAX as usize) as u16);
+        let outside = crate::lines::from_edge(p, w, h) + 1;
+        *d = (*d).min(outside.min(u16::MAX as usize) as u16);
     }
     depth
 }
