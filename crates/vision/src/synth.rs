@@ -2,8 +2,9 @@
 //! redrawn on a large canvas at a random size and place, in one of several styles (thick or thin
 //! strokes, either polarity, colour, grey, transparent background, rotation, blur, JPEG
 //! artefacts, uneven lighting), and encoded as a file. Numbers are several digits on one line.
-//! Used by the tests and by `digits realworld`; only ever fed with the MNIST *test* split, and
-//! never used for training.
+//! Used by the tests and by `digits realworld`, fed with the MNIST *test* split (or the
+//! validation split, to tune on); what trains on these drawings (touching pairs as negatives,
+//! the `style_finetune` example) draws them from training digits only.
 
 use crate::{InkMap, Region};
 use digits_data::Digits;
