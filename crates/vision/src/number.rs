@@ -452,6 +452,7 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
             merged.push(b);
         }
     }
+    let mut stray: Vec<Blob> = Vec::new();
     for b in minor {
         if let Some(host) = merged
             .iter_mut()
@@ -461,8 +462,28 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
             .map(|(_, m)| m)
         {
             host.absorb(b);
+        } else {
+            stray.push(b);
         }
     }
+    // Pieces far from every digit but close to each other are a light, thin digit that the
+    // stroke level broke apart, where together they are as tall and as heavy as a digit.
+    let mut groups: Vec<Blob> = Vec::new();
+    for mut b in stray {
+        // A piece may join groups that were apart until it came.
+        while let Some(i) = groups
+            .iter()
+            .position(|g| g.distance(&b) * 4 <= line_height)
+        {
+            b.absorb(groups.swap_remove(i));
+        }
+        groups.push(b);
+    }
+    merged.extend(
+        groups
+            .into_iter()
+            .filter(|g| g.pixels.len() * 40 >= largest && g.height() * 4 >= line_height),
+    );
     merged.sort_by_key(|b| b.x0);
     merged
         .into_iter()
@@ -980,6 +1001,24 @@ mod tests {
             .skip(1)
             .step_by(VIEW_CHANNELS)
             .all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn a_digit_the_stroke_level_broke_into_short_pieces_is_read() {
+        // A bar, and beside it, far from it, three short pieces close to each other: a light,
+        // thin digit whose faint joins fell below a stroke. Each alone is a speck; together
+        // they are a digit's height.
+        let m = map(
+            200,
+            100,
+            &[
+                (50, 10, 65, 90),
+                (140, 30, 146, 45),
+                (140, 50, 146, 64),
+                (140, 69, 156, 75),
+            ],
+        );
+        assert_eq!(segment(&m).len(), 2);
     }
 
     #[test]
