@@ -462,12 +462,13 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
             .map(|(_, m)| m)
         {
             host.absorb(b);
-        } else {
+        } else if b.height() * 8 >= line_height {
             stray.push(b);
         }
     }
     // Pieces far from every digit but close to each other are a light, thin digit that the
-    // stroke level broke apart, where together they are as tall and as heavy as a digit.
+    // stroke level broke apart, where together they are as tall and as heavy as a digit (its
+    // pieces are strokes, at least an eighth of the line's height: dots are noise).
     let mut groups: Vec<Blob> = Vec::new();
     for mut b in stray {
         // A piece may join groups that were apart until it came.
@@ -1024,6 +1025,12 @@ mod tests {
     #[test]
     fn specks_are_ignored() {
         let m = map(200, 100, &[(50, 10, 65, 90), (150, 95, 152, 97)]);
+        assert_eq!(segment(&m).len(), 1);
+        // A field of dots close to each other is noise, not a digit broken apart.
+        let dots: Vec<_> = (0..20)
+            .flat_map(|i| (0..10).map(move |j| (100 + 5 * i, 10 + 8 * j, 102 + 5 * i, 12 + 8 * j)))
+            .collect();
+        let m = map(200, 100, &[&[(50, 10, 65, 90)][..], &dots].concat());
         assert_eq!(segment(&m).len(), 1);
     }
 }
