@@ -435,9 +435,9 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
     let line_height = blobs.iter().map(Blob::height).max().unwrap_or(0);
     // Specks far smaller than the biggest stroke are parts of the digit they sit on or next to
     // (the bar of a 5), or noise when far from every digit.
-    let (major, minor): (Vec<Blob>, Vec<Blob>) = blobs
-        .into_iter()
-        .partition(|b| b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height);
+    let digit_sized = |b: &Blob| b.pixels.len() * 40 >= largest && b.height() * 4 >= line_height;
+    let within_reach = |a: &Blob, b: &Blob| a.distance(b) * 4 <= line_height;
+    let (major, minor): (Vec<Blob>, Vec<Blob>) = blobs.into_iter().partition(digit_sized);
     let mut merged: Vec<Blob> = Vec::new();
     for b in major {
         // A short piece over or under a digit is part of it (the top of a 5 over its body);
@@ -456,10 +456,8 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
     for b in minor {
         if let Some(host) = merged
             .iter_mut()
-            .map(|m| (m.distance(&b), m))
-            .filter(|(d, _)| *d * 4 <= line_height)
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, m)| m)
+            .filter(|m| within_reach(m, &b))
+            .min_by_key(|m| m.distance(&b))
         {
             host.absorb(b);
         } else if b.height() * 8 >= line_height {
@@ -472,19 +470,12 @@ pub fn segment(ink: &InkMap) -> Vec<Segment> {
     let mut groups: Vec<Blob> = Vec::new();
     for mut b in stray {
         // A piece may join groups that were apart until it came.
-        while let Some(i) = groups
-            .iter()
-            .position(|g| g.distance(&b) * 4 <= line_height)
-        {
+        while let Some(i) = groups.iter().position(|g| within_reach(g, &b)) {
             b.absorb(groups.swap_remove(i));
         }
         groups.push(b);
     }
-    merged.extend(
-        groups
-            .into_iter()
-            .filter(|g| g.pixels.len() * 40 >= largest && g.height() * 4 >= line_height),
-    );
+    merged.extend(groups.into_iter().filter(digit_sized));
     merged.sort_by_key(|b| b.x0);
     merged
         .into_iter()
@@ -1016,7 +1007,7 @@ mod tests {
                 (50, 10, 65, 90),
                 (140, 30, 146, 45),
                 (140, 50, 146, 64),
-                (140, 69, 156, 75),
+                (140, 69, 156, 80),
             ],
         );
         assert_eq!(segment(&m).len(), 2);
