@@ -526,6 +526,16 @@ impl Thumbnail {
         })
     }
 
+    /// How far each pixel lies below `surface` (the paper), and the strongest ink: the 99th
+    /// percentile of those depths (at least [`MIN_CONTRAST`]).
+    fn depth_below(&self, surface: impl Iterator<Item = f32>) -> (Vec<f32>, f32) {
+        let depth: Vec<f32> = (surface.zip(&self.grey))
+            .map(|(s, g)| (s - g).max(0.0))
+            .collect();
+        let strongest = percentile(&depth, 0.02, 0.99).max(MIN_CONTRAST);
+        (depth, strongest)
+    }
+
     /// Whether the strokes are lighter than the paper (Some(true)) or darker: from the tails of
     /// the departures from a smooth surface, else from which reading finds less ink.
     fn ink_is_light(&self) -> Option<bool> {
@@ -555,10 +565,7 @@ impl Thumbnail {
         let ink_area = |grey: Vec<f32>| {
             let thumbnail = Thumbnail { grey, ..*self };
             let coef = fit_paper(&thumbnail).ok()?;
-            let depth: Vec<f32> = (thumbnail.surface(coef).zip(&thumbnail.grey))
-                .map(|(s, g)| (s - g).max(0.0))
-                .collect();
-            let strongest = percentile(&depth, 0.02, 0.99).max(MIN_CONTRAST);
+            let (depth, strongest) = thumbnail.depth_below(thumbnail.surface(coef));
             Some(
                 depth
                     .iter()
@@ -629,12 +636,7 @@ fn local_paper(thumbnail: &Thumbnail, coef: &[f64; 6]) -> Option<Vec<f32>> {
     let surface: Vec<f32> = thumbnail.surface(*coef).map(|s| s.min(1.0)).collect();
     // The window is wider than the strokes (measured on the ink the surface finds, at half
     // the strongest), so that no stroke, however broad the pen, is taken for paper.
-    let mut depth: Vec<f32> = surface
-        .iter()
-        .zip(&thumbnail.grey)
-        .map(|(s, g)| (s - g).max(0.0))
-        .collect();
-    let strongest = percentile(&depth, 0.02, 0.99).max(MIN_CONTRAST);
+    let (mut depth, strongest) = thumbnail.depth_below(surface.iter().copied());
     depth.iter_mut().for_each(|d| *d /= strongest);
     let radius = (LOCAL_WINDOW * stroke_width(&depth, tw, th)).ceil() as usize;
     let closed = |radius: usize| {
