@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _arrays
 from ._digits import NumberReading, Reading
-from ._model import Model, load_model
+from ._model import Model, _threads, load_model
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
@@ -85,8 +85,7 @@ def read_many(
     >>> answers[0].digit, type(answers[1]).__name__
     (7, 'ReadError')
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+    workers = _threads(threads)
     m = load_model(model)
     out: List[Any] = []
     it = iter(sources)
@@ -94,7 +93,7 @@ def read_many(
         chunk = list(itertools.islice(it, _CHUNK))
         if not chunk:
             return out
-        out.extend(_read_chunk(m, chunk, number, threads or 0, len(out), top))
+        out.extend(_read_chunk(m, chunk, number, workers, len(out), top))
 
 
 def _read_one(source: Source, model, number: bool, top: int):

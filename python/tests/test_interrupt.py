@@ -39,3 +39,30 @@ def test_ctrl_c_interrupts_training(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, (out, err)
     assert "interrupted cleanly" in out
+
+
+REALWORLD = """
+import sys, digits
+model = digits.load_model("cnn")
+print("started", flush=True)
+try:
+    model.realworld(per_style=100000, numbers=0, split="validation")
+except KeyboardInterrupt:
+    print("interrupted cleanly", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_ctrl_c_interrupts_a_realworld_run():
+    if not os.environ.get("DIGITS_DATA_DIR"):
+        pytest.skip("set DIGITS_DATA_DIR to the MNIST files to run this test")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REALWORLD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "started"
+    # 1.6 million images take many minutes: the run is well under way after two seconds.
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert "interrupted cleanly" in out

@@ -128,3 +128,46 @@ def test_train_rejects_nonsense():
         digits.train("resnet", progress=False, out="runs/x.safetensors")
     with pytest.raises(ValueError, match="epochs"):
         digits.train("cnn-small", epochs=0, progress=False)
+
+
+def test_realworld_reports_like_the_cli(mnist_test):
+    model = digits.load_model("cnn")
+    v = model.realworld(per_style=12, numbers=10, split="validation", seed=3)
+    assert v["model"] == "cnn" and v["numbers"] == 10
+    assert len(v["styles"]) == 16 and "thin" in v["styles"] and "finger" in v["styles"]
+    assert all(s["total"] == 12 for s in v["styles"].values())
+    assert v["digit_accuracy"] > 0.9 and 0 <= v["number_calibration_error"] <= 1
+    # The same seed draws the same images.
+    assert model.realworld(per_style=12, numbers=10, split="validation", seed=3) == v
+    with pytest.raises(ValueError, match="unknown style 'sketchy'.*finger"):
+        model.realworld(per_style=1, numbers=1, number_style="sketchy")
+    with pytest.raises(ValueError, match="split"):
+        model.realworld(per_style=1, numbers=1, split="train")
+    with pytest.raises(ValueError, match="per_style"):
+        model.realworld(per_style=-1)
+    with pytest.raises(ValueError, match="threads"):
+        model.realworld(per_style=1, numbers=1, threads=0)
+
+
+def test_a_labelled_folder_is_scored_with_its_misreadings(tmp_path, examples):
+    import shutil
+
+    for name in ("seven.png", "five-photo.png", "one-transparent.png"):
+        shutil.copy(examples / name, tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "labels.csv").write_text(
+        "file,label,kind\nseven.png,7,canvas\nfive-photo.png,3,photo\n"
+        "one-transparent.png,1,canvas\nbroken.png,4,photo\n"
+    )
+    v = digits.load_model("cnn").score_folder(tmp_path, threads=2)
+    assert v["kinds"]["canvas"] == {"correct": 2, "total": 2, "accuracy": 1.0}
+    assert v["kinds"]["all"]["total"] == 4 and v["kinds"]["photo"]["correct"] == 0
+    misread = {m["file"].rsplit("/", 1)[-1]: m for m in v["misread"]}
+    assert misread["five-photo.png"]["read"] == 5 and misread["five-photo.png"]["label"] == 3
+    assert "not a supported image" in misread["broken.png"]["error"]
+    assert v["confident_errors"] == int(misread["five-photo.png"]["confidence"] >= 0.95)
+    (tmp_path / "labels.csv").write_text("file,label\nseven.png,12\n")
+    with pytest.raises(ValueError, match="label '12' is not a digit"):
+        digits.load_model("cnn").score_folder(tmp_path)
+    with pytest.raises(OSError, match="labels.csv"):
+        digits.load_model("cnn").score_folder(tmp_path / "nowhere")

@@ -76,8 +76,9 @@ pub enum PresetArg {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model: cnn (default), cnn-large (the deeper accuracy network, half an hour on two
-    /// cores), cnn-ref (the peers' reference network), cnn-small (trains in seconds), mlp, svm,
-    /// or judge (the number reader's judge of where digits begin and end).
+    /// cores), cnn-ref (the peers' reference network), cnn-small (trains in seconds),
+    /// cnn-minute (a minute, with augmentation), mlp, svm, or judge (the number reader's judge
+    /// of where digits begin and end).
     #[arg(long, default_value = "cnn", value_parser = parse_recipe)]
     model: Recipe,
     /// Train a recipe instead of one --model. Each member is saved beside --out as it

@@ -4,17 +4,14 @@ use crate::model_cmd::DigitSource;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use digits_data::DataDir;
-use digits_model::eval::expected_calibration_error;
-use digits_model::folder::{accuracy_by_kind, labelled_folder, score_folder};
-use digits_model::recognize::{
-    read_answer, read_digit, read_many, read_number, Answer, NumberReading, Reading,
-};
+use digits_model::eval::GroupScore;
+use digits_model::folder::{labelled_folder, score_folder, score_json, summarize, CONFIDENT};
+use digits_model::recognize::{read_answer, read_many, Answer, NumberReading, Reading};
+use digits_model::synthetic::{score_synthetic, Misread, SyntheticRun};
 use digits_model::{shipped, Model};
-use digits_rng::Rng;
-use digits_vision::synth::{number_from, render_digit, Style};
+use digits_vision::synth::Style;
 use digits_vision::{read_file, Limits};
 use indicatif::ProgressBar;
-use rayon::prelude::*;
 use serde_json::json;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -230,7 +227,7 @@ pub struct RealworldArgs {
     #[arg(long, default_value_t = 1000)]
     numbers: usize,
     /// How the numbers are written (the digits' styles; a rotated number stays level).
-    #[arg(long, default_value = "canvas", value_parser = parse_style)]
+    #[arg(long, default_value = "canvas", value_parser = Style::parse)]
     number_style: Style,
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -251,57 +248,20 @@ pub struct RealworldArgs {
     json: bool,
 }
 
-fn parse_style(s: &str) -> Result<Style, String> {
-    Style::ALL
-        .into_iter()
-        .find(|style| style.name() == s)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Style::ALL.iter().map(Style::name).collect();
-            format!("unknown style '{s}' (choose {})", names.join(", "))
-        })
+/// One group as a table row: its name in a column `width` wide, accuracy and counts.
+fn print_score_row(width: usize, g: &GroupScore) {
+    let percent = 100.0 * g.accuracy();
+    println!(
+        "{:<width$} {percent:>8.2}%  ({}/{})",
+        g.name, g.correct, g.total
+    );
 }
 
-/// Runs `task(i, model)` for `0..n` in parallel, one model copy per worker.
-fn parallel<T: Send>(
-    model: &Model,
-    n: usize,
-    bar: &ProgressBar,
-    task: impl Fn(usize, &mut Model) -> T + Sync,
-) -> Vec<T> {
-    (0..n)
-        .into_par_iter()
-        .map_init(
-            || model.clone(),
-            |m, i| {
-                let out = task(i, m);
-                bar.inc(1);
-                out
-            },
-        )
-        .collect()
-}
-
-/// Realistic images redrawn from MNIST digits (the test split, or the validation split for
-/// tuning), read back through the full pipeline.
-/// Right answers out of all per group, as JSON: `{name: {correct, total, accuracy}}`.
-fn score_rows_json(rows: &[(String, usize, usize)]) -> serde_json::Map<String, serde_json::Value> {
-    rows.iter()
-        .map(|(name, c, t)| {
-            let accuracy = *c as f64 / (*t).max(1) as f64;
-            (
-                name.clone(),
-                json!({"correct": c, "total": t, "accuracy": accuracy}),
-            )
-        })
-        .collect()
-}
-
-/// The same as a table: the group's name in a column `width` wide, accuracy and counts.
-fn print_score_rows(heading: &str, width: usize, rows: &[(String, usize, usize)]) {
+/// The groups as a table under a heading.
+fn print_score_rows(heading: &str, width: usize, rows: &[GroupScore]) {
     println!("{heading:<width$} {:>9}", "accuracy");
-    for (name, c, t) in rows {
-        let percent = 100.0 * *c as f64 / (*t).max(1) as f64;
-        println!("{name:<width$} {percent:>8.2}%  ({c}/{t})");
+    for g in rows {
+        print_score_row(width, g);
     }
 }
 
@@ -310,16 +270,7 @@ fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Resu
     let mut model = shipped::resolve(&args.model)?;
     let images = labelled_folder(folder)?;
     let scored = score_folder(&mut model, &images, threads);
-    let kinds = accuracy_by_kind(&scored);
-    let sure: Vec<(f32, bool)> = scored
-        .iter()
-        .map(|s| {
-            let confidence = s.read.as_ref().map_or(0.0, |r| r.prediction.confidence);
-            (confidence, s.correct())
-        })
-        .collect();
-    let calibration = expected_calibration_error(&sure);
-    let confident_errors = sure.iter().filter(|(c, ok)| !ok && *c >= 0.95).count();
+    let summary = summarize(&scored);
     if let Some(out) = &args.save_failures {
         std::fs::create_dir_all(out)?;
         for s in scored.iter().filter(|s| !s.correct()) {
@@ -344,35 +295,17 @@ fn realworld_folder(args: &RealworldArgs, folder: &Path, threads: usize) -> Resu
             }
         }
     }
-    let misread: Vec<serde_json::Value> = scored
-        .iter()
-        .filter(|s| !s.correct())
-        .map(|s| {
-            let mut v = json!({"file": s.image.file.display().to_string(), "label": s.image.label, "kind": s.image.kind});
-            match &s.read {
-                Ok(r) => {
-                    v["read"] = json!(r.prediction.digit);
-                    v["confidence"] = json!(r.prediction.confidence);
-                }
-                Err(e) => v["error"] = json!(e),
-            }
-            v
-        })
-        .collect();
     if args.json {
-        let kinds = score_rows_json(&kinds);
-        println!(
-            "{}",
-            json!({"model": args.model, "folder": folder.display().to_string(), "kinds": kinds,
-                "calibration_error": calibration, "confident_errors": confident_errors,
-                "misread": misread})
-        );
+        let v = score_json(&args.model, folder, &scored, &summary);
+        println!("{v}");
         return Ok(());
     }
-    print_score_rows("kind", 28, &kinds);
+    print_score_rows("kind", 28, &summary.kinds);
     println!(
-        "calibration error {:.2}%; wrong at confidence 95% or more: {confident_errors}",
-        100.0 * calibration
+        "calibration error {:.2}%; wrong at confidence {:.0}% or more: {}",
+        100.0 * summary.calibration_error,
+        100.0 * CONFIDENT,
+        summary.confident_errors
     );
     for s in scored.iter().filter(|s| !s.correct()) {
         let file = s.image.file.display();
@@ -397,88 +330,45 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
     if let Some(folder) = &args.dir {
         return realworld_folder(&args, folder, threads);
     }
-    let model = shipped::resolve(&args.model)?;
+    let mut model = shipped::resolve(&args.model)?;
     let digits = args.source.load(&dir)?;
-    let limits = Limits::default();
-    let total = (args.per_style * Style::ALL.len() + args.numbers) as u64;
-    let bar = ProgressBar::new(total);
+    let run = SyntheticRun {
+        per_style: args.per_style,
+        numbers: args.numbers,
+        number_style: args.number_style,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new((run.per_style * Style::ALL.len() + run.numbers) as u64);
     if let Some(d) = &args.save_failures {
         std::fs::create_dir_all(d)?;
     }
-    let save = |name: String, bytes: &[u8]| {
+    let save = |m: Misread| {
         if let Some(d) = &args.save_failures {
-            if let Err(e) = std::fs::write(d.join(&name), bytes) {
-                tracing::warn!("cannot save {name}: {e}");
+            if let Err(e) = std::fs::write(d.join(&m.name), &m.bytes) {
+                tracing::warn!("cannot save {}: {e}", m.name);
             }
         }
     };
-    let mut rows = Vec::new();
-    for (si, style) in Style::ALL.iter().enumerate() {
-        let results = parallel(&model, args.per_style, &bar, |i, m| {
-            let idx = (si * args.per_style + i) % digits.len();
-            let mut rng = Rng::derive(args.seed, &[si as u64, i as u64]);
-            let bytes = render_digit(digits.image(idx), *style, &mut rng);
-            let got = read_digit(m, &bytes, &limits)
-                .map(|r| r.prediction.digit.to_string())
-                .unwrap_or_else(|_| "none".into());
-            let ok = got == digits.labels[idx].to_string();
-            if !ok {
-                save(
-                    format!(
-                        "{}-{}{idx}-is{}-read{got}.{}",
-                        style.name(),
-                        args.source.name(),
-                        digits.labels[idx],
-                        style.extension()
-                    ),
-                    &bytes,
-                );
-            }
-            ok
-        });
-        let correct = results.iter().filter(|&&ok| ok).count();
-        rows.push((style.name().to_string(), correct, results.len()));
-    }
-    let number_results = parallel(&model, args.numbers, &bar, |i, m| {
-        let (line, want) = number_from(&digits, args.number_style, args.seed, i);
-        let bytes = line.bytes;
-        let (got, confidence) = read_number(m, &bytes, &limits)
-            .map(|n| (n.text, n.confidence))
-            .unwrap_or_else(|_| ("none".into(), 0.0));
-        if got != want {
-            let ext = args.number_style.extension();
-            save(format!("number{i}-is{want}-read{got}.{ext}"), &bytes);
-        }
-        (confidence, got == want)
-    });
+    let source = args.source.name();
+    let progress = || {
+        bar.inc(1);
+        true
+    };
+    let score = score_synthetic(&mut model, &digits, source, &run, threads, &progress, &save)
+        .context("the run was stopped")?;
     bar.finish_and_clear();
-    let digits_correct: usize = rows.iter().map(|r| r.1).sum();
-    let digits_total: usize = rows.iter().map(|r| r.2).sum();
-    let numbers_correct = number_results.iter().filter(|(_, ok)| *ok).count();
-    let number_calibration = expected_calibration_error(&number_results);
     if args.json {
-        let styles = score_rows_json(&rows);
-        println!(
-            "{}",
-            json!({"model": args.model, "styles": styles,
-                "digit_accuracy": digits_correct as f64 / digits_total.max(1) as f64,
-                "number_accuracy": numbers_correct as f64 / args.numbers.max(1) as f64,
-                "number_calibration_error": number_calibration,
-                "numbers": args.numbers})
-        );
+        println!("{}", score.to_json(&args.model));
     } else {
-        print_score_rows("style", 14, &rows);
+        print_score_rows("style", 14, &score.styles);
+        print_score_row(14, &score.digits);
         println!(
-            "{:<14} {:>8.2}%  ({digits_correct}/{digits_total})",
-            "all digits",
-            100.0 * digits_correct as f64 / digits_total.max(1) as f64
-        );
-        println!(
-            "{:<14} {:>8.2}%  ({numbers_correct}/{} read exactly; calibration error of their confidence {:.2}%)",
+            "{:<14} {:>8.2}%  ({}/{} read exactly; calibration error of their confidence {:.2}%)",
             "numbers",
-            100.0 * numbers_correct as f64 / args.numbers.max(1) as f64,
-            args.numbers,
-            100.0 * number_calibration
+            100.0 * score.numbers.accuracy(),
+            score.numbers.correct,
+            score.numbers.total,
+            100.0 * score.number_calibration_error
         );
     }
     Ok(())

@@ -31,6 +31,41 @@ pub struct Evaluation {
     pub images_per_second: f32,
 }
 
+/// Right answers out of all, for one group of images (a style, a kind of photo, numbers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupScore {
+    pub name: String,
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl GroupScore {
+    pub fn new(name: &str, correct: usize, total: usize) -> GroupScore {
+        GroupScore {
+            name: name.to_string(),
+            correct,
+            total,
+        }
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Groups as JSON, as `digits realworld --json` and Python give them:
+/// `{name: {correct, total, accuracy}}`.
+pub fn groups_json(groups: &[GroupScore]) -> serde_json::Map<String, serde_json::Value> {
+    groups
+        .iter()
+        .map(|g| {
+            let value = serde_json::json!({"correct": g.correct, "total": g.total,
+                "accuracy": g.accuracy()});
+            (g.name.clone(), value)
+        })
+        .collect()
+}
+
 /// Classifies every image of `set` and scores the result.
 pub fn evaluate(model: &mut (impl Classify + ?Sized), set: &Digits) -> Evaluation {
     let start = Instant::now();

@@ -1,9 +1,12 @@
 //! Scoring the reader on a folder of real images with their labels (`digits realworld --dir`):
 //! other people's drawings and photos measure what MNIST cannot.
 
+use crate::eval::{expected_calibration_error, groups_json, GroupScore};
 use crate::model::Model;
 use crate::recognize::{read_digit, read_many, Reading};
 use digits_vision::{read_file, Limits};
+use serde::Serialize;
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -125,24 +128,83 @@ pub fn score_folder(model: &mut Model, images: &[LabelledImage], threads: usize)
 }
 
 /// Right answers out of all, per kind in first-seen order, then over the whole folder.
-pub fn accuracy_by_kind(scored: &[Scored]) -> Vec<(String, usize, usize)> {
-    let mut rows: Vec<(String, usize, usize)> = Vec::new();
+pub fn accuracy_by_kind(scored: &[Scored]) -> Vec<GroupScore> {
+    let mut rows: Vec<GroupScore> = Vec::new();
     for s in scored {
-        let at = match rows.iter().position(|r| r.0 == s.image.kind) {
+        let at = match rows.iter().position(|r| r.name == s.image.kind) {
             Some(i) => i,
             None => {
-                rows.push((s.image.kind.clone(), 0, 0));
+                rows.push(GroupScore::new(&s.image.kind, 0, 0));
                 rows.len() - 1
             }
         };
-        rows[at].1 += usize::from(s.correct());
-        rows[at].2 += 1;
+        rows[at].correct += usize::from(s.correct());
+        rows[at].total += 1;
     }
-    if rows.len() > 1 || rows.first().is_some_and(|r| r.0 != "all") {
+    if rows.len() > 1 || rows.first().is_some_and(|r| r.name != "all") {
         let right = scored.iter().filter(|s| s.correct()).count();
-        rows.push(("all".to_string(), right, scored.len()));
+        rows.push(GroupScore::new("all", right, scored.len()));
     }
     rows
+}
+
+/// A wrong reading at least this sure is a confident error: the kind a user would trust.
+pub const CONFIDENT: f32 = 0.95;
+
+/// How well a folder was read, and how well the reader knew it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FolderScore {
+    pub kinds: Vec<GroupScore>,
+    /// Expected calibration error of the confidence (an image with no reading counts as a
+    /// wrong answer at confidence 0).
+    pub calibration_error: f32,
+    /// Wrong readings at [`CONFIDENT`] or more.
+    pub confident_errors: usize,
+}
+
+/// The scores of a folder's readings.
+pub fn summarize(scored: &[Scored]) -> FolderScore {
+    let sure: Vec<(f32, bool)> = scored
+        .iter()
+        .map(|s| {
+            let confidence = s.read.as_ref().map_or(0.0, |r| r.prediction.confidence);
+            (confidence, s.correct())
+        })
+        .collect();
+    FolderScore {
+        kinds: accuracy_by_kind(scored),
+        calibration_error: expected_calibration_error(&sure),
+        confident_errors: sure.iter().filter(|(c, ok)| !ok && *c >= CONFIDENT).count(),
+    }
+}
+
+/// A folder's scores and every misread file (with what was read and how surely, or why
+/// nothing was), as `digits realworld --dir --json` prints them for `model`.
+pub fn score_json(
+    model: &str,
+    folder: &Path,
+    scored: &[Scored],
+    summary: &FolderScore,
+) -> serde_json::Value {
+    let misread: Vec<serde_json::Value> = scored
+        .iter()
+        .filter(|s| !s.correct())
+        .map(|s| {
+            let mut v = json!({"file": s.image.file.display().to_string(),
+                "label": s.image.label, "kind": s.image.kind});
+            match &s.read {
+                Ok(r) => {
+                    v["read"] = json!(r.prediction.digit);
+                    v["confidence"] = json!(r.prediction.confidence);
+                }
+                Err(e) => v["error"] = json!(e),
+            }
+            v
+        })
+        .collect();
+    json!({"model": model, "folder": folder.display().to_string(),
+        "kinds": groups_json(&summary.kinds), "calibration_error": summary.calibration_error,
+        "confident_errors": summary.confident_errors, "misread": misread})
 }
 
 #[cfg(test)]
@@ -203,13 +265,15 @@ mod tests {
             .read
             .as_ref()
             .is_err_and(|e| e.contains("not a supported image")));
+        let summary = summarize(&scored);
         assert_eq!(
-            accuracy_by_kind(&scored),
+            summary.kinds,
             vec![
-                ("photo".to_string(), 0, 1),
-                ("canvas".to_string(), 0, 1),
-                ("all".to_string(), 0, 2)
+                GroupScore::new("photo", 0, 1),
+                GroupScore::new("canvas", 0, 1),
+                GroupScore::new("all", 0, 2)
             ]
         );
+        assert_eq!(summary.confident_errors, 0);
     }
 }

@@ -15,6 +15,7 @@ pub mod recipe;
 pub mod recognize;
 pub mod shipped;
 pub mod svm;
+pub mod synthetic;
 pub mod train;
 
 pub use arch::{Architecture, TrainConfig};

@@ -6,15 +6,18 @@
 use digits_data::{DataDir, Digits, PIXELS};
 use digits_model::arch::Distillation;
 use digits_model::eval::evaluate;
+use digits_model::folder::{labelled_folder, score_folder, score_json, summarize, FolderError};
 use digits_model::recipe::{self, DigitSource, Recipe, TrainRequest};
 use digits_model::recognize::{
     self, read_answer, read_image_answer, Answer, NumberReading, Reading,
 };
 use digits_model::svm::PairStats;
+use digits_model::synthetic::{score_synthetic, SyntheticRun};
 use digits_model::train::{EpochStats, Observer};
 use digits_model::{
     file, shipped, Architecture, Classify, Model, ModelError, Prediction, SvmSettings,
 };
+use digits_vision::synth::Style;
 use digits_vision::{Limits, RgbaImage, VisionError};
 use numpy::{
     PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray,
@@ -24,6 +27,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyVa
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// A model error as the Python exception a user expects: an unreadable file is an `OSError`,
@@ -71,7 +75,7 @@ impl NativeModel {
         })
     }
 
-    /// `cnn`, `cnn-ref`, `cnn-small`, `mlp`, `svm` or `ensemble`.
+    /// `cnn`, `cnn-large`, `cnn-ref`, `cnn-small`, `cnn-minute`, `mlp`, `svm` or `ensemble`.
     #[getter]
     fn kind(&self) -> &'static str {
         self.model().kind()
@@ -124,11 +128,7 @@ impl NativeModel {
     /// Scores the model on MNIST (`test` or `validation`) like `digits eval --json`.
     #[pyo3(signature = (split="test", data_dir=None))]
     fn evaluate(&self, py: Python<'_>, split: &str, data_dir: Option<PathBuf>) -> PyResult<String> {
-        let source = DigitSource::parse(split).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "unknown split '{split}' (choose test or validation)"
-            ))
-        })?;
+        let source = digit_source(split)?;
         py.detach(|| -> PyResult<String> {
             let dir = DataDir::resolve(data_dir).map_err(data_error)?;
             let digits = source.load(&dir).map_err(model_error)?;
@@ -188,6 +188,85 @@ impl NativeModel {
             .map_err(model_error)
     }
 
+    /// Scores the reader on a folder of labelled images like `digits realworld --dir DIR
+    /// --json`.
+    #[pyo3(signature = (folder, threads=0))]
+    fn score_folder(&self, py: Python<'_>, folder: PathBuf, threads: usize) -> PyResult<String> {
+        py.detach(|| {
+            let images = labelled_folder(&folder).map_err(|e| match e {
+                FolderError::Io { .. } => PyOSError::new_err(e.to_string()),
+                FolderError::Malformed { .. } => PyValueError::new_err(e.to_string()),
+            })?;
+            let scored = on_threads(threads, |workers| {
+                score_folder(&mut self.model(), &images, workers)
+            })?;
+            let summary = summarize(&scored);
+            Ok(score_json(&self.spec, &folder, &scored, &summary).to_string())
+        })
+    }
+
+    /// Scores the reader on MNIST digits redrawn in every style like `digits realworld
+    /// --json`. Ctrl+C stops it (KeyboardInterrupt) within an image or two.
+    #[pyo3(signature = (per_style, numbers, number_style, split, seed, data_dir=None, threads=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn realworld(
+        &self,
+        py: Python<'_>,
+        per_style: usize,
+        numbers: usize,
+        number_style: &str,
+        split: &str,
+        seed: u64,
+        data_dir: Option<PathBuf>,
+        threads: usize,
+    ) -> PyResult<String> {
+        let source = digit_source(split)?;
+        let run = SyntheticRun {
+            per_style,
+            numbers,
+            number_style: Style::parse(number_style).map_err(PyValueError::new_err)?,
+            seed,
+        };
+        let digits = py
+            .detach(|| DataDir::resolve(data_dir).map_err(data_error))
+            .and_then(|dir| py.detach(|| source.load(&dir)).map_err(model_error))?;
+        let interrupt = std::sync::OnceLock::new();
+        let done = AtomicBool::new(false);
+        let score = py.detach(|| {
+            std::thread::scope(|scope| {
+                let scoring = scope.spawn(|| {
+                    let going_on = || interrupt.get().is_none();
+                    let score = on_threads(threads, |workers| {
+                        score_synthetic(
+                            &mut self.model(),
+                            &digits,
+                            source.name(),
+                            &run,
+                            workers,
+                            &going_on,
+                            &|_| {},
+                        )
+                    });
+                    done.store(true, Ordering::Release);
+                    score
+                });
+                // Signals reach only this (the calling) thread: it watches for Ctrl+C.
+                while !done.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        let _ = interrupt.set(e);
+                    }
+                }
+                scoring.join().unwrap_or(Ok(None))
+            })
+        })?;
+        match (score, interrupt.into_inner()) {
+            (Some(score), _) => Ok(score.to_json(&self.spec).to_string()),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(PyKeyboardInterrupt::new_err("stopped")),
+        }
+    }
+
     /// Reads one source: a reading, or the error message (`digits.read`'s short path: no list,
     /// no thread pool).
     #[pyo3(signature = (source, number=false, top=1))]
@@ -213,33 +292,42 @@ impl NativeModel {
         threads: usize,
         top: usize,
     ) -> PyResult<Vec<Py<PyAny>>> {
+        // One source is read on the calling thread: no pool to start.
+        let threads = if sources.len() == 1 { 0 } else { threads };
         let answers = py.detach(|| {
-            let read = || {
-                let workers = if threads == 0 {
-                    rayon::current_num_threads()
-                } else {
-                    threads
-                };
+            on_threads(threads, |workers| {
                 recognize::read_many(&mut self.model(), &sources, workers, |m, s| {
                     s.read(m, number)
                 })
-            };
-            if threads == 0 || sources.len() == 1 {
-                Ok(read())
-            } else {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map(|pool| pool.install(read))
-            }
-        });
-        let answers =
-            answers.map_err(|e| PyOSError::new_err(format!("cannot start threads: {e}")))?;
+            })
+        })?;
         answers
             .into_iter()
             .map(|a| answer_object(py, a, top))
             .collect()
     }
+}
+
+/// Runs `f` with the number of workers to use: `threads`, or with 0 every core of the global
+/// pool; other counts get a pool of their own.
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce(usize) -> T + Send) -> PyResult<T> {
+    if threads == 0 {
+        return Ok(f(rayon::current_num_threads()));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map(|pool| pool.install(|| f(threads)))
+        .map_err(|e| PyOSError::new_err(format!("cannot start threads: {e}")))
+}
+
+/// The MNIST digits a split names.
+fn digit_source(split: &str) -> PyResult<DigitSource> {
+    DigitSource::parse(split).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown split '{split}' (choose test or validation)"
+        ))
+    })
 }
 
 /// A reading as its Python object, or the error message as a string.

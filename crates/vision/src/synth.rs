@@ -98,6 +98,17 @@ impl Style {
         }
     }
 
+    /// The style of this name, or a message that lists the names.
+    pub fn parse(name: &str) -> Result<Style, String> {
+        Style::ALL
+            .into_iter()
+            .find(|style| style.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Style::ALL.iter().map(Style::name).collect();
+                format!("unknown style '{name}' (choose {})", names.join(", "))
+            })
+    }
+
     /// The file extension of images rendered in this style.
     pub fn extension(&self) -> &'static str {
         if *self == Style::Jpeg {

@@ -1,0 +1,210 @@
+//! Scoring the reader on realistic images redrawn from MNIST digits (`digits realworld`): each
+//! style of page, pen and light a user brings, drawn from digits the model never trained on and
+//! read back through the whole pipeline, so a change to normalisation shows what it costs
+//! before real images do. The CLI and the Python package both run this.
+
+use crate::eval::{expected_calibration_error, groups_json, GroupScore};
+use crate::model::Model;
+use crate::recognize::{read_digit, read_many, read_number};
+use digits_data::Digits;
+use digits_rng::Rng;
+use digits_vision::synth::{number_from, render_digit, Style};
+use digits_vision::Limits;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How many images to draw, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SyntheticRun {
+    /// Digits redrawn in each of [`Style::ALL`].
+    pub per_style: usize,
+    /// Numbers of two to six digits, written on one line.
+    pub numbers: usize,
+    /// The style the numbers are written in.
+    pub number_style: Style,
+    /// The same seed draws the same images.
+    pub seed: u64,
+}
+
+/// An image the reader got wrong, named by what it holds and what was read
+/// (`thin-test1234-is7-read1.png`, `number5-is42-read47.png`), with its encoded bytes.
+pub struct Misread {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a run scored: each style's digits, all of them together, and the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyntheticScore {
+    pub styles: Vec<GroupScore>,
+    pub digits: GroupScore,
+    /// Numbers read exactly, every digit right and none missing or added.
+    pub numbers: GroupScore,
+    /// Expected calibration error of the numbers' confidence.
+    pub number_calibration_error: f32,
+}
+
+impl SyntheticScore {
+    /// The scores as `digits realworld --json` prints them, for `model` (its name or file).
+    pub fn to_json(&self, model: &str) -> serde_json::Value {
+        serde_json::json!({"model": model, "styles": groups_json(&self.styles),
+            "digit_accuracy": self.digits.accuracy(),
+            "number_accuracy": self.numbers.accuracy(),
+            "number_calibration_error": self.number_calibration_error,
+            "numbers": self.numbers.total})
+    }
+}
+
+/// Draws and reads `run`'s images of `digits` (named `source` in the misread files' names) on
+/// `threads` workers. `progress` is called once per image read, from any worker: when it
+/// answers false, the images not yet read are skipped and None comes back (how Python's
+/// Ctrl+C stops a run). `misread` is called once per image read wrong.
+pub fn score_synthetic(
+    model: &mut Model,
+    digits: &Digits,
+    source: &str,
+    run: &SyntheticRun,
+    threads: usize,
+    progress: &(dyn Fn() -> bool + Sync),
+    misread: &(dyn Fn(Misread) + Sync),
+) -> Option<SyntheticScore> {
+    let limits = Limits::default();
+    let stopped = AtomicBool::new(false);
+    let go_on = || {
+        if !stopped.load(Ordering::Relaxed) && !progress() {
+            stopped.store(true, Ordering::Relaxed);
+        }
+    };
+    let styles: Vec<GroupScore> = Style::ALL
+        .iter()
+        .enumerate()
+        .map(|(si, &style)| {
+            let indices: Vec<usize> = (0..run.per_style).collect();
+            let right = read_many(model, &indices, threads, |m, &i| {
+                if stopped.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let idx = (si * run.per_style + i) % digits.len();
+                let mut rng = Rng::derive(run.seed, &[si as u64, i as u64]);
+                let bytes = render_digit(digits.image(idx), style, &mut rng);
+                let got = read_digit(m, &bytes, &limits)
+                    .map(|r| r.prediction.digit.to_string())
+                    .unwrap_or_else(|_| "none".into());
+                let want = digits.labels[idx].to_string();
+                go_on();
+                if got != want {
+                    let name = format!(
+                        "{}-{source}{idx}-is{want}-read{got}.{}",
+                        style.name(),
+                        style.extension()
+                    );
+                    misread(Misread { name, bytes });
+                }
+                got == want
+            });
+            GroupScore::new(
+                style.name(),
+                right.iter().filter(|&&ok| ok).count(),
+                right.len(),
+            )
+        })
+        .collect();
+    let indices: Vec<usize> = (0..run.numbers).collect();
+    let numbers = read_many(model, &indices, threads, |m, &i| {
+        if stopped.load(Ordering::Relaxed) {
+            return (0.0, false);
+        }
+        let (line, want) = number_from(digits, run.number_style, run.seed, i);
+        let (got, confidence) = read_number(m, &line.bytes, &limits)
+            .map(|n| (n.text, n.confidence))
+            .unwrap_or_else(|_| ("none".into(), 0.0));
+        go_on();
+        if got != want {
+            let ext = run.number_style.extension();
+            let name = format!("number{i}-is{want}-read{got}.{ext}");
+            misread(Misread {
+                name,
+                bytes: line.bytes,
+            });
+        }
+        (confidence, got == want)
+    });
+    if stopped.into_inner() {
+        return None;
+    }
+    Some(SyntheticScore {
+        digits: GroupScore::new(
+            "all digits",
+            styles.iter().map(|s| s.correct).sum(),
+            styles.iter().map(|s| s.total).sum(),
+        ),
+        styles,
+        numbers: GroupScore::new(
+            "numbers",
+            numbers.iter().filter(|(_, ok)| *ok).count(),
+            numbers.len(),
+        ),
+        number_calibration_error: expected_calibration_error(&numbers),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Three digits: a bar drawn as MNIST draws a 1, and two empty images (no ink to read).
+    fn digits() -> Digits {
+        let mut images = vec![0u8; 3 * 784];
+        for y in 4..24 {
+            images[y * 28 + 13..y * 28 + 16].fill(255);
+        }
+        Digits::new(images, vec![1, 7, 7])
+    }
+
+    #[test]
+    fn every_style_and_number_is_read_and_a_false_progress_stops_the_run() {
+        let mut model = crate::shipped::by_name("cnn").unwrap().unwrap();
+        let run = SyntheticRun {
+            per_style: 3,
+            numbers: 2,
+            number_style: Style::Canvas,
+            seed: 1,
+        };
+        let read = AtomicUsize::new(0);
+        let wrong = AtomicUsize::new(0);
+        let progress = || read.fetch_add(1, Ordering::Relaxed) < usize::MAX;
+        let misread = |m: Misread| {
+            assert!(m.name.contains("-is") && !m.bytes.is_empty(), "{}", m.name);
+            wrong.fetch_add(1, Ordering::Relaxed);
+        };
+        let score = score_synthetic(&mut model, &digits(), "test", &run, 2, &progress, &misread)
+            .expect("nothing stopped it");
+        assert_eq!(read.load(Ordering::Relaxed), 16 * 3 + 2);
+        assert_eq!(score.styles.len(), 16);
+        assert!(score.styles.iter().all(|s| s.total == 3));
+        assert_eq!((score.digits.total, score.numbers.total), (48, 2));
+        // The empty sevens are never read right: at least two of each style's three are wrong.
+        assert!(score.digits.correct <= 16, "{score:?}");
+        let wrong_digits = wrong.load(Ordering::Relaxed) - (2 - score.numbers.correct);
+        assert_eq!(wrong_digits, 48 - score.digits.correct);
+
+        read.store(0, Ordering::Relaxed);
+        let stop_after_five = || read.fetch_add(1, Ordering::Relaxed) < 4;
+        let stopped = score_synthetic(
+            &mut model,
+            &digits(),
+            "test",
+            &run,
+            1,
+            &stop_after_five,
+            &|_| {},
+        );
+        assert!(stopped.is_none());
+        assert_eq!(
+            read.load(Ordering::Relaxed),
+            5,
+            "images were read after the stop"
+        );
+    }
+}
