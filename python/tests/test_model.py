@@ -145,6 +145,8 @@ def test_realworld_reports_like_the_cli(mnist_test):
         model.realworld(per_style=1, numbers=1, split="train")
     with pytest.raises(ValueError, match="per_style"):
         model.realworld(per_style=-1)
+    with pytest.raises(ValueError, match="2000000 numbers asked for: a run draws at most 1000000"):
+        model.realworld(per_style=1, numbers=2_000_000)
     with pytest.raises(ValueError, match="threads"):
         model.realworld(per_style=1, numbers=1, threads=0)
 

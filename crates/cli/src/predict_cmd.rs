@@ -354,8 +354,7 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
         bar.inc(1);
         true
     };
-    let score = score_synthetic(&mut model, &digits, source, &run, threads, &progress, &save)
-        .context("the run was stopped")?;
+    let score = score_synthetic(&mut model, &digits, source, &run, threads, &progress, &save)?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", score.to_json(&args.model));

@@ -649,6 +649,12 @@ fn realistic_drawings_and_numbers_are_read() {
         "{}",
         text(&o)
     );
+    let o = digits(&["realworld", "--per-style", "100000000"]);
+    assert!(
+        !o.status.success() && text(&o).contains("at most 1000000 images a group"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

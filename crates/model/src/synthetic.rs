@@ -26,6 +26,18 @@ pub struct SyntheticRun {
     pub seed: u64,
 }
 
+/// The most images of one group (a style's digits, the numbers) a run draws: figures to a
+/// ten-thousandth, and the counts' memory bounded whatever a caller asks for.
+pub const MAX_PER_GROUP: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyntheticError {
+    #[error("{count} {what} asked for: a run draws at most {MAX_PER_GROUP} images a group")]
+    TooMany { what: &'static str, count: usize },
+    #[error("the run was stopped")]
+    Stopped,
+}
+
 /// An image the reader got wrong, named by what it holds and what was read
 /// (`thin-test1234-is7-read1.png`, `number5-is42-read47.png`), with its encoded bytes.
 pub struct Misread {
@@ -57,8 +69,8 @@ impl SyntheticScore {
 
 /// Draws and reads `run`'s images of `digits` (named `source` in the misread files' names) on
 /// `threads` workers. `progress` is called once per image read, from any worker: when it
-/// answers false, the images not yet read are skipped and None comes back (how Python's
-/// Ctrl+C stops a run). `misread` is called once per image read wrong.
+/// answers false, the images not yet read are skipped and the run ends as
+/// [`SyntheticError::Stopped`] (how Python's Ctrl+C stops it). `misread` is called once per image read wrong.
 pub fn score_synthetic(
     model: &mut Model,
     digits: &Digits,
@@ -67,7 +79,15 @@ pub fn score_synthetic(
     threads: usize,
     progress: &(dyn Fn() -> bool + Sync),
     misread: &(dyn Fn(Misread) + Sync),
-) -> Option<SyntheticScore> {
+) -> Result<SyntheticScore, SyntheticError> {
+    for (what, count) in [
+        ("digits per style", run.per_style),
+        ("numbers", run.numbers),
+    ] {
+        if count > MAX_PER_GROUP {
+            return Err(SyntheticError::TooMany { what, count });
+        }
+    }
     let limits = Limits::default();
     let stopped = AtomicBool::new(false);
     let go_on = || {
@@ -130,9 +150,9 @@ pub fn score_synthetic(
         (confidence, got == want)
     });
     if stopped.into_inner() {
-        return None;
+        return Err(SyntheticError::Stopped);
     }
-    Some(SyntheticScore {
+    Ok(SyntheticScore {
         digits: GroupScore::new(
             "all digits",
             styles.iter().map(|s| s.correct).sum(),
@@ -180,6 +200,29 @@ mod tests {
         };
         let score = score_synthetic(&mut model, &digits(), "test", &run, 2, &progress, &misread)
             .expect("nothing stopped it");
+        let too_many = SyntheticRun {
+            numbers: MAX_PER_GROUP + 1,
+            ..run
+        };
+        let e = score_synthetic(
+            &mut model,
+            &digits(),
+            "test",
+            &too_many,
+            1,
+            &progress,
+            &misread,
+        );
+        assert!(
+            matches!(
+                e,
+                Err(SyntheticError::TooMany {
+                    what: "numbers",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
         assert_eq!(read.load(Ordering::Relaxed), 16 * 3 + 2);
         assert_eq!(score.styles.len(), 16);
         assert!(score.styles.iter().all(|s| s.total == 3));
@@ -200,7 +243,7 @@ mod tests {
             &stop_after_five,
             &|_| {},
         );
-        assert!(stopped.is_none());
+        assert!(matches!(stopped, Err(SyntheticError::Stopped)));
         assert_eq!(
             read.load(Ordering::Relaxed),
             5,

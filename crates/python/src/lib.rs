@@ -12,7 +12,7 @@ use digits_model::recognize::{
     self, read_answer, read_image_answer, Answer, NumberReading, Reading,
 };
 use digits_model::svm::PairStats;
-use digits_model::synthetic::{score_synthetic, SyntheticRun};
+use digits_model::synthetic::{score_synthetic, SyntheticError, SyntheticRun};
 use digits_model::train::{EpochStats, Observer};
 use digits_model::{
     file, shipped, Architecture, Classify, Model, ModelError, Prediction, SvmSettings,
@@ -23,7 +23,9 @@ use numpy::{
     PyArray1, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use std::path::PathBuf;
@@ -227,9 +229,10 @@ impl NativeModel {
             number_style: Style::parse(number_style).map_err(PyValueError::new_err)?,
             seed,
         };
-        let digits = py
-            .detach(|| DataDir::resolve(data_dir).map_err(data_error))
-            .and_then(|dir| py.detach(|| source.load(&dir)).map_err(model_error))?;
+        let digits = py.detach(|| {
+            let dir = DataDir::resolve(data_dir).map_err(data_error)?;
+            source.load(&dir).map_err(model_error)
+        })?;
         let interrupt = std::sync::OnceLock::new();
         let done = AtomicBool::new(false);
         let score = py.detach(|| {
@@ -257,13 +260,15 @@ impl NativeModel {
                         let _ = interrupt.set(e);
                     }
                 }
-                scoring.join().unwrap_or(Ok(None))
+                scoring
+                    .join()
+                    .unwrap_or_else(|_| Err(PyRuntimeError::new_err("the realworld run failed")))
             })
         })?;
         match (score, interrupt.into_inner()) {
-            (Some(score), _) => Ok(score.to_json(&self.spec).to_string()),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(PyKeyboardInterrupt::new_err("stopped")),
+            (Ok(score), _) => Ok(score.to_json(&self.spec).to_string()),
+            (Err(SyntheticError::Stopped), Some(e)) => Err(e),
+            (Err(e), _) => Err(PyValueError::new_err(e.to_string())),
         }
     }
 
