@@ -32,7 +32,7 @@ pub struct Evaluation {
 }
 
 /// Right answers out of all, for one group of images (a style, a kind of photo, numbers).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupScore {
     pub name: String,
     pub correct: usize,

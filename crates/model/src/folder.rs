@@ -5,7 +5,6 @@ use crate::eval::{expected_calibration_error, groups_json, GroupScore};
 use crate::model::Model;
 use crate::recognize::{read_digit, read_many, Reading};
 use digits_vision::{read_file, Limits};
-use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -152,7 +151,7 @@ pub fn accuracy_by_kind(scored: &[Scored]) -> Vec<GroupScore> {
 pub const CONFIDENT: f32 = 0.95;
 
 /// How well a folder was read, and how well the reader knew it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FolderScore {
     pub kinds: Vec<GroupScore>,
     /// Expected calibration error of the confidence (an image with no reading counts as a

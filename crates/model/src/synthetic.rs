@@ -10,7 +10,6 @@ use digits_data::Digits;
 use digits_rng::Rng;
 use digits_vision::synth::{number_from, render_digit, Style};
 use digits_vision::Limits;
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How many images to draw, and how.
@@ -46,7 +45,7 @@ pub struct Misread {
 }
 
 /// What a run scored: each style's digits, all of them together, and the numbers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticScore {
     pub styles: Vec<GroupScore>,
     pub digits: GroupScore,
@@ -70,7 +69,8 @@ impl SyntheticScore {
 /// Draws and reads `run`'s images of `digits` (named `source` in the misread files' names) on
 /// `threads` workers. `progress` is called once per image read, from any worker: when it
 /// answers false, the images not yet read are skipped and the run ends as
-/// [`SyntheticError::Stopped`] (how Python's Ctrl+C stops it). `misread` is called once per image read wrong.
+/// [`SyntheticError::Stopped`] (how Python's Ctrl+C stops it). `misread` is called once per
+/// image read wrong.
 pub fn score_synthetic(
     model: &mut Model,
     digits: &Digits,
