@@ -338,7 +338,12 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
         number_style: args.number_style,
         seed: args.seed,
     };
-    let bar = ProgressBar::new((run.per_style * Style::ALL.len() + run.numbers) as u64);
+    // Saturating: counts past the library's limit are refused there, not overflowed here.
+    let images = run
+        .per_style
+        .saturating_mul(Style::ALL.len())
+        .saturating_add(run.numbers);
+    let bar = ProgressBar::new(images as u64);
     if let Some(d) = &args.save_failures {
         std::fs::create_dir_all(d)?;
     }
