@@ -34,8 +34,8 @@ class Model:
 
     @property
     def kind(self) -> str:
-        """``cnn``, ``cnn-large``, ``cnn-ref``, ``cnn-small``, ``cnn-minute``, ``mlp``, ``svm`` or
-        ``ensemble``."""
+        """``cnn``, ``cnn-large``, ``cnn-nopool``, ``cnn-ref``, ``cnn-small``, ``cnn-minute``,
+        ``mlp``, ``svm`` or ``ensemble``."""
         return self._native.kind
 
     @property

@@ -73,11 +73,11 @@ def train(
     teacher: Optional[Union[str, os.PathLike]] = None,
     teacher_weight: float = 0.5,
 ) -> Optional[Model]:
-    """Train ``model`` (``cnn-small``, ``cnn-minute``, ``cnn``, ``cnn-large``, ``cnn-ref``,
-    ``mlp``, ``svm``, or ``best`` and ``record``: the ensembles) on MNIST exactly as ``digits
-    train`` does, save it to ``out`` (default ``runs/NAME.safetensors``) and return it, its test
-    accuracy recorded (``judge``, the number reader's judge, is saved but returns None: it is
-    no digit classifier).
+    """Train ``model`` (``cnn-small``, ``cnn-minute``, ``cnn``, ``cnn-large``, ``cnn-nopool``,
+    ``cnn-ref``, ``mlp``, ``svm``, or ``best`` and ``record``: the ensembles) on MNIST exactly
+    as ``digits train`` does, save it to ``out`` (default ``runs/NAME.safetensors``) and return
+    it, its test accuracy recorded (``judge``, the number reader's judge, is saved but returns
+    None: it is no digit classifier).
 
     A checkpoint is written beside ``out`` after every epoch; ``resume=True`` continues from it.
     ``teacher`` (a shipped name such as ``ensemble-large``, or a file) distils: the network also

@@ -66,19 +66,20 @@ pub enum PresetArg {
     /// `ensemble`), at three times the training time and three (or with shifted views fifteen)
     /// times the prediction time.
     Best,
-    /// Five `cnn-large`s combined into an ensemble (`ensemble-large`): three trained as
-    /// `cnn-large` is (seeds SEED, SEED+1, SEED+2), two with elastic and stroke-width
-    /// augmentation added (seeds SEED, SEED+1). The most accurate model, at about two hours of
-    /// training on two cores.
+    /// Five `cnn-large`s and a `cnn-nopool` combined into an ensemble (`ensemble-large`): three
+    /// trained as `cnn-large` is (seeds SEED, SEED+1, SEED+2), two with elastic and
+    /// stroke-width augmentation added (seeds SEED, SEED+1), one `cnn-nopool` (seed SEED). The
+    /// most accurate model, at about three hours of training on two cores.
     Record,
 }
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model: cnn (default), cnn-large (the deeper accuracy network, half an hour on two
-    /// cores), cnn-ref (the peers' reference network), cnn-small (trains in seconds),
-    /// cnn-minute (a minute, with augmentation), mlp, svm, or judge (the number reader's judge
-    /// of where digits begin and end).
+    /// cores), cnn-nopool (convolutions without pooling, a member for ensembles), cnn-ref (the
+    /// peers' reference network), cnn-small (trains in seconds), cnn-minute (a minute, with
+    /// augmentation), mlp, svm, or judge (the number reader's judge of where digits begin and
+    /// end).
     #[arg(long, default_value = "cnn", value_parser = parse_recipe)]
     model: Recipe,
     /// Train a recipe instead of one --model. Each member is saved beside --out as it

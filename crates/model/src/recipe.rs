@@ -22,7 +22,7 @@ use std::sync::Mutex;
 pub enum Recipe {
     Network(Architecture),
     Svm(SvmSettings),
-    /// Networks of one architecture, each with its own seed (and for `record`, augmentation),
+    /// Networks, each with its own seed (and for `record`, augmentation and architecture),
     /// trained one after another and combined into an ensemble.
     Ensemble(Preset),
     /// The number reader's judge of where digits begin and end (written as a judge file).
@@ -34,10 +34,10 @@ pub enum Recipe {
 pub enum Preset {
     /// Three `cnn`s: the shipped `ensemble`.
     Best,
-    /// Five `cnn-large`s: the accuracy frontier, at hours of training on two cores. Members
-    /// 1, 3 and 5 train as `cnn-large` does (seeds SEED, SEED+1, SEED+2), members 2 and 4 with
-    /// elastic and stroke-width augmentation added (seeds SEED, SEED+1), so that they err on
-    /// other images.
+    /// Five `cnn-large`s and a `cnn-nopool`: the accuracy frontier, at hours of training on
+    /// two cores. Members 1, 3 and 5 train as `cnn-large` does (seeds SEED, SEED+1, SEED+2),
+    /// members 2 and 4 with elastic and stroke-width augmentation added (seeds SEED, SEED+1),
+    /// member 6 as `cnn-nopool` does (seed SEED), so that they err on different images.
     Record,
 }
 
@@ -59,25 +59,28 @@ impl Preset {
         }
     }
 
-    pub fn member(&self) -> Architecture {
+    /// Member `k`'s (from 1) network.
+    pub fn member(&self, k: u64) -> Architecture {
         match self {
             Preset::Best => Architecture::Cnn,
-            Preset::Record => Architecture::CnnLarge,
+            Preset::Record if k <= 5 => Architecture::CnnLarge,
+            Preset::Record => Architecture::CnnNopool,
         }
     }
 
     pub fn members(&self) -> u64 {
         match self {
             Preset::Best => 3,
-            Preset::Record => 5,
+            Preset::Record => 6,
         }
     }
 
     /// How member `k` (from 1) trains: its seed, `seed` being the run's, and its recipe.
     pub fn member_training(&self, k: u64, seed: u64) -> (u64, TrainConfig) {
-        let a = self.member();
+        let a = self.member(k);
         match self {
             Preset::Best => (seed + k - 1, a.default_training()),
+            Preset::Record if k > 5 => (seed + k - 6, a.default_training()),
             Preset::Record if k.is_multiple_of(2) => (seed + k / 2 - 1, a.bent_training()),
             Preset::Record => (seed + k / 2, a.default_training()),
         }
@@ -115,7 +118,8 @@ impl Recipe {
     pub fn epochs(&self, requested: Option<usize>) -> usize {
         let network = match self {
             Recipe::Network(a) => *a,
-            Recipe::Ensemble(p) => p.member(),
+            // Every member of a preset trains for as many epochs by default.
+            Recipe::Ensemble(p) => p.member(1),
             Recipe::Judge => {
                 return requested.unwrap_or_else(|| JudgeTraining::default().epochs);
             }
@@ -412,7 +416,7 @@ impl TrainRequest {
             } else {
                 observer.note(&format!("member {k} of {count}:"));
                 let m = self.train_network(
-                    preset.member(),
+                    preset.member(k),
                     preset.member_training(k, self.seed),
                     all,
                     Some(&path),
@@ -664,17 +668,29 @@ mod tests {
             Architecture::CnnLarge.default_training().epochs
         );
         assert_eq!(record.epochs(Some(2)), 2);
-        // The record's members: three seeds as cnn-large trains, two with bent augmentation.
-        let members: Vec<(u64, bool)> = (1..=5)
+        // The record's members: three seeds as cnn-large trains, two with bent augmentation,
+        // and a network of the other family.
+        let members: Vec<(Architecture, u64, bool)> = (1..=Preset::Record.members())
             .map(|k| {
                 let (seed, config) = Preset::Record.member_training(k, 7);
-                (seed, config.augment.is_some_and(|a| a.elastic > 0.0))
+                let bent = config.augment.is_some_and(|a| a.elastic > 0.0);
+                (Preset::Record.member(k), seed, bent)
             })
             .collect();
+        let large = Architecture::CnnLarge;
         assert_eq!(
             members,
-            [(7, false), (7, true), (8, false), (8, true), (9, false)]
+            [
+                (large, 7, false),
+                (large, 7, true),
+                (large, 8, false),
+                (large, 8, true),
+                (large, 9, false),
+                (Architecture::CnnNopool, 7, false)
+            ]
         );
+        // Every member trains for the same epochs, which the progress shows.
+        assert!((1..=6).all(|k| Preset::Record.member(k).default_training().epochs == 30));
         let best: Vec<u64> = (1..=3)
             .map(|k| Preset::Best.member_training(k, 1).0)
             .collect();

@@ -110,12 +110,21 @@ pub enum LayerSpec {
 impl LayerSpec {
     /// A padded 3x3 convolution without bias, batch norm (which makes a bias redundant), ReLU.
     pub fn norm_block(filters: usize) -> [LayerSpec; 3] {
+        Self::conv_norm_relu(filters, 1)
+    }
+
+    /// [`LayerSpec::norm_block`] without padding: the map loses a pixel at each edge.
+    pub fn unpadded_norm_block(filters: usize) -> [LayerSpec; 3] {
+        Self::conv_norm_relu(filters, 0)
+    }
+
+    fn conv_norm_relu(filters: usize, padding: usize) -> [LayerSpec; 3] {
         [
             LayerSpec::Conv2d {
                 filters,
                 kernel: 3,
                 stride: 1,
-                padding: 1,
+                padding,
                 bias: false,
                 relu: false,
             },

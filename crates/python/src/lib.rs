@@ -77,7 +77,8 @@ impl NativeModel {
         })
     }
 
-    /// `cnn`, `cnn-large`, `cnn-ref`, `cnn-small`, `cnn-minute`, `mlp`, `svm` or `ensemble`.
+    /// `cnn`, `cnn-large`, `cnn-nopool`, `cnn-ref`, `cnn-small`, `cnn-minute`, `mlp`, `svm` or
+    /// `ensemble`.
     #[getter]
     fn kind(&self) -> &'static str {
         self.model().kind()
