@@ -33,7 +33,7 @@ def run_onnx(path, images: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "name, count",
-    # ensemble-large reads each image 25 times (five members, five views): 2,000 of them.
+    # ensemble-large reads each image 30 times (six members, five views): 2,000 of them.
     [("cnn", 10_000), ("ensemble", 10_000), ("ensemble-large", 2_000), ("mlp", 10_000)],
 )
 def test_onnx_runtime_reads_the_test_set_as_we_do(name, count, mnist_test, tmp_path, f32):
