@@ -274,7 +274,7 @@ fn preset_best_trains_members_resumes_and_ensembles() {
 }
 
 #[test]
-fn preset_record_trains_five_large_members() {
+fn preset_record_trains_five_large_members_and_one_unpooled() {
     let Some(_) = data_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("record.safetensors");
@@ -294,16 +294,19 @@ fn preset_record_trains_five_large_members() {
         out.to_str().unwrap(),
     ]);
     let t = text(&o);
-    assert!(o.status.success() && t.contains("member 5 of 5"), "{t}");
+    assert!(o.status.success() && t.contains("member 6 of 6"), "{t}");
     assert!(t.contains("training cnn-large"), "{t}");
-    let member = dir.path().join("record.member5.safetensors");
-    let e = json(&digits(&[
-        "eval",
-        "--model",
-        member.to_str().unwrap(),
-        "--json",
-    ]));
-    assert_eq!(e["architecture"], "cnn-large", "{e}");
+    assert!(t.contains("training cnn-nopool"), "{t}");
+    for (k, architecture) in [(5, "cnn-large"), (6, "cnn-nopool")] {
+        let member = dir.path().join(format!("record.member{k}.safetensors"));
+        let e = json(&digits(&[
+            "eval",
+            "--model",
+            member.to_str().unwrap(),
+            "--json",
+        ]));
+        assert_eq!(e["architecture"], architecture, "{e}");
+    }
 }
 
 #[test]
