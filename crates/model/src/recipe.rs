@@ -44,6 +44,9 @@ pub enum Preset {
 impl Preset {
     pub const ALL: [Preset; 2] = [Preset::Best, Preset::Record];
 
+    /// The record's members that are `cnn-large`s, first; the rest are `cnn-nopool`s.
+    const RECORD_LARGE: u64 = 5;
+
     pub fn name(&self) -> &'static str {
         match self {
             Preset::Best => "best",
@@ -63,7 +66,7 @@ impl Preset {
     pub fn member(&self, k: u64) -> Architecture {
         match self {
             Preset::Best => Architecture::Cnn,
-            Preset::Record if k <= 5 => Architecture::CnnLarge,
+            Preset::Record if k <= Self::RECORD_LARGE => Architecture::CnnLarge,
             Preset::Record => Architecture::CnnNopool,
         }
     }
@@ -80,7 +83,9 @@ impl Preset {
         let a = self.member(k);
         match self {
             Preset::Best => (seed + k - 1, a.default_training()),
-            Preset::Record if k > 5 => (seed + k - 6, a.default_training()),
+            Preset::Record if k > Self::RECORD_LARGE => {
+                (seed + k - Self::RECORD_LARGE - 1, a.default_training())
+            }
             Preset::Record if k.is_multiple_of(2) => (seed + k / 2 - 1, a.bent_training()),
             Preset::Record => (seed + k / 2, a.default_training()),
         }
