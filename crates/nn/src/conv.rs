@@ -1078,7 +1078,7 @@ pub(crate) mod tests {
             (Shape::new(28, 28, 1), 8, 3, 1, 1, false),
             (Shape::new(9, 7, 3), 5, 3, 2, 1, true),
             (Shape::new(6, 6, 4), 6, 5, 1, 0, true),
-            // Shapes the direct AVX-512 kernel takes where the CPU has it.
+            // Shapes the direct kernel (AVX-512 or AVX2) takes where the CPU has it.
             (Shape::new(28, 28, 1), 32, 3, 1, 1, true),
             (Shape::new(14, 14, 32), 64, 3, 1, 1, false),
             (Shape::new(10, 9, 3), 32, 3, 1, 0, true),

@@ -1,11 +1,13 @@
-//! Convolution without im2col, for stride-1 layers on CPUs with AVX-512: the forward pass,
-//! and in training the input gradient (itself a convolution, [`input_gradient`]) and
-//! Winograd's weight gradient ([`weight_gradient`]).
+//! Convolution without im2col, for stride-1 layers on CPUs with AVX-512 or AVX2: the forward
+//! pass, and in training the input gradient (itself a convolution, [`input_gradient`]) and
+//! Winograd's weight gradient ([`weight_gradient`]). Each kernel is written once over
+//! [`Vector`] and compiled for both instruction sets (`on_this_cpu`).
 //!
 //! Why: for one image the im2col + GEMM product is short and thin (784 x 288 by 32 on the
 //! default CNN's widest layer) and `gemm` reaches ~80 GFLOP/s on it after the patch copy,
 //! while one core here does ~115 GFLOP/s of 512-bit FMAs at best. Both methods below share one
-//! register-blocked micro-kernel that keeps up to 14 rows x 32 output channels in 28 registers:
+//! register-blocked micro-kernel that keeps up to 14 rows x 32 output channels in 28 registers
+//! (AVX2: 6 rows x 16 channels in 12, twice per block of 32):
 //!
 //! - 3x3 kernels with enough input channels use Winograd F(4x4, 3x3): each 6x6 input tile and
 //!   each 3x3 filter is transformed so that a 4x4 output tile costs 36 multiplies per channel
@@ -14,12 +16,37 @@
 //! - Other stride-1 kernels (and the first layer's single input channel) run directly on the
 //!   zero-padded input, one kernel tap at a time.
 //!
-//! Strides other than 1, filter counts not a multiple of 32 and CPUs without AVX-512 take the
+//! Strides other than 1, filter counts not a multiple of 32 and CPUs with neither take the
 //! im2col path. [`crate::conv`]'s tests hold every path to the same scalar reference.
 
 use crate::conv::ConvGeometry;
 use crate::infer::Precision;
 use crate::layer::Shape;
+use crate::simd::{Isa, Vector};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m256, __m512};
+
+/// Calls the generic, `#[inline(always)]` kernel `$body::<V>(args)` compiled for this CPU's
+/// [`Isa`]: it inlines into one function per instruction set, each with its CPU features on.
+/// Only for code that [`method`] let run (it found one of them), inside an `unsafe` block.
+#[cfg(target_arch = "x86_64")]
+macro_rules! on_this_cpu {
+    ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512($($arg: $ty),*) {
+            unsafe { $body::<__m512>($($arg),*) }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) {
+            unsafe { $body::<__m256>($($arg),*) }
+        }
+        match Isa::detect() {
+            Some(Isa::Avx512) => avx512($($arg),*),
+            Some(Isa::Avx2) => avx2($($arg),*),
+            None => unreachable!("fast convolutions run only with AVX-512 or AVX2"),
+        }
+    }};
+}
 
 /// Output channels per pass: two 16-lane registers per row.
 const BLOCK: usize = 32;
@@ -36,7 +63,7 @@ pub(crate) enum Method {
 
 /// The fast method for this convolution on this CPU, if any.
 pub(crate) fn method(g: &ConvGeometry) -> Option<Method> {
-    if g.stride != 1 || !g.output.c.is_multiple_of(BLOCK) || !avx512() {
+    if g.stride != 1 || !g.output.c.is_multiple_of(BLOCK) || Isa::detect().is_none() {
         return None;
     }
     // With a handful of input channels the tile transforms cost more than they save.
@@ -419,49 +446,43 @@ fn transform_planes<const A: usize, const P: usize>(
     }
 }
 
-// The vector transforms below are only called from functions compiled with AVX-512F, into
-// which they inline (`inline(always)`), so their intrinsics compile with it.
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_sub_ps,
-};
+// The vector transforms below are only called from kernels compiled with their vector's CPU
+// features, into which they inline (`inline(always)`).
 
 /// Bᵀ along one axis of a tile's values.
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn bt(d: [__m512; SPAN]) -> [__m512; SPAN] {
+fn bt<V: Vector>(d: [V; SPAN]) -> [V; SPAN] {
     // SAFETY: see above.
     unsafe {
-        let k = _mm512_set1_ps;
-        let t0 = _mm512_fmadd_ps(k(-4.0), d[2], d[4]);
-        let t1 = _mm512_fmadd_ps(k(-4.0), d[1], d[3]);
-        let t2 = _mm512_sub_ps(d[4], d[2]);
-        let t3 = _mm512_mul_ps(k(2.0), _mm512_sub_ps(d[3], d[1]));
+        let k = V::splat;
+        let t0 = V::fmadd(k(-4.0), d[2], d[4]);
+        let t1 = V::fmadd(k(-4.0), d[1], d[3]);
+        let t2 = V::sub(d[4], d[2]);
+        let t3 = V::mul(k(2.0), V::sub(d[3], d[1]));
         [
-            _mm512_fmadd_ps(k(4.0), d[0], _mm512_fmadd_ps(k(-5.0), d[2], d[4])),
-            _mm512_add_ps(t0, t1),
-            _mm512_sub_ps(t0, t1),
-            _mm512_add_ps(t2, t3),
-            _mm512_sub_ps(t2, t3),
-            _mm512_fmadd_ps(k(4.0), d[1], _mm512_fmadd_ps(k(-5.0), d[3], d[5])),
+            V::fmadd(k(4.0), d[0], V::fmadd(k(-5.0), d[2], d[4])),
+            V::add(t0, t1),
+            V::sub(t0, t1),
+            V::add(t2, t3),
+            V::sub(t2, t3),
+            V::fmadd(k(4.0), d[1], V::fmadd(k(-5.0), d[3], d[5])),
         ]
     }
 }
 
 /// Aᵀ along one axis of a tile's products.
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn at(m: [__m512; SPAN]) -> [__m512; TILE] {
+fn at<V: Vector>(m: [V; SPAN]) -> [V; TILE] {
     // SAFETY: see above.
     unsafe {
-        let k = _mm512_set1_ps;
-        let (s1, d1) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
-        let (s2, d2) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+        let k = V::splat;
+        let (s1, d1) = (V::add(m[1], m[2]), V::sub(m[1], m[2]));
+        let (s2, d2) = (V::add(m[3], m[4]), V::sub(m[3], m[4]));
         [
-            _mm512_add_ps(_mm512_add_ps(m[0], s1), s2),
-            _mm512_fmadd_ps(k(2.0), d2, d1),
-            _mm512_fmadd_ps(k(4.0), s2, s1),
-            _mm512_add_ps(_mm512_fmadd_ps(k(8.0), d2, d1), m[5]),
+            V::add(V::add(m[0], s1), s2),
+            V::fmadd(k(2.0), d2, d1),
+            V::fmadd(k(4.0), s2, s1),
+            V::add(V::fmadd(k(8.0), d2, d1), m[5]),
         ]
     }
 }
@@ -537,7 +558,7 @@ fn winograd(
     };
     assert!(image.len() >= src.h * src.w * cin && !image.is_empty());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `method` only picks Winograd when AVX-512F is present; the image holds every
+    // SAFETY: `method` only picks Winograd where AVX-512 or AVX2 is; the image holds every
     // pixel `Source` reads and the destination `v_len` values, as checked above.
     unsafe {
         transform_input(src, cin, (th, tw), v_row, dst)
@@ -586,7 +607,16 @@ fn winograd(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as above; the asserts cover every tile, channel and output pixel.
     unsafe {
-        transform_output(m, n, (th, tw), m_row, out, (oh, ow), (y, winners))
+        let (grid, size, output) = ((th, tw), (oh, ow), (y, winners));
+        on_this_cpu!(transform_output(
+            m: &[f32],
+            n: usize,
+            grid: (usize, usize),
+            m_row: usize,
+            out: Epilogue,
+            size: (usize, usize),
+            output: (&mut [f32], *mut u8),
+        ))
     };
 }
 
@@ -706,11 +736,19 @@ pub(crate) fn weight_gradient(g: &ConvGeometry, image: &[f32], dy: &[f32], scrat
         pad: g.padding,
     };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: Winograd only runs where AVX-512F is present; the asserts above cover every
-    // pixel, tile and channel the transforms and the products touch.
+    // SAFETY: Winograd only runs where AVX-512 or AVX2 is present; the asserts above cover
+    // every pixel, tile and channel the transforms and the products touch.
     unsafe {
         transform_input(src, cin, (th, tw), v_row, Transformed::F32(v.as_mut_ptr()));
-        transform_output_gradient(dy, n, (th, tw), m_row, (oh, ow), m);
+        let (grid, size, gradient) = ((th, tw), (oh, ow), &mut *m);
+        on_this_cpu!(transform_output_gradient(
+            dy: &[f32],
+            n: usize,
+            grid: (usize, usize),
+            m_row: usize,
+            size: (usize, usize),
+            gradient: &mut [f32],
+        ));
         for xi in 0..SPAN * SPAN {
             for ci in (0..cin).step_by(GRADIENT_ROWS) {
                 for co in (0..n).step_by(32) {
@@ -751,19 +789,21 @@ pub(crate) fn direct_weight_gradient(g: &ConvGeometry, image: &[f32], dy: &[f32]
                 // pixels (it may lie before the image; only in-range pixels are read).
                 let origin = (ky * iw + kx) as isize - (pad * iw + pad) as isize;
                 let at = ((ky * k + kx) * cin + ci) * n;
+                let (span, place) = ((rows.clone(), cols.clone()), (origin, iw, ow, cin, ci));
+                let row = &mut gw[at..at + n];
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `method` only picks Direct when AVX-512F is present; `rows` and
-                // `cols` keep every input pixel inside the image, and the asserts cover `dy`
-                // and the gradient row.
+                // SAFETY: `method` only picks Direct where AVX-512 or AVX2 is present; `rows`
+                // and `cols` keep every input pixel inside the image, and the asserts cover
+                // `dy` and the gradient row.
                 unsafe {
-                    tap_sums(
-                        image,
-                        dy,
-                        (rows.clone(), cols.clone()),
-                        (origin, iw, ow, cin, ci),
-                        n,
-                        &mut gw[at..at + n],
-                    );
+                    on_this_cpu!(tap_sums(
+                        image: &[f32],
+                        dy: &[f32],
+                        span: (std::ops::Range<usize>, std::ops::Range<usize>),
+                        place: (isize, usize, usize, usize, usize),
+                        n: usize,
+                        row: &mut [f32],
+                    ));
                 }
             }
         }
@@ -771,9 +811,8 @@ pub(crate) fn direct_weight_gradient(g: &ConvGeometry, image: &[f32], dy: &[f32]
 }
 
 /// `gw[..n] += Σ x[origin + oy * iw + ox][ci] dy[oy * ow + ox][..n]` over `rows x cols`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tap_sums(
+#[inline(always)]
+unsafe fn tap_sums<V: Vector>(
     x: &[f32],
     dy: &[f32],
     (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
@@ -781,44 +820,38 @@ unsafe fn tap_sums(
     n: usize,
     gw: &mut [f32],
 ) {
-    use std::arch::x86_64::*;
     let (xp, dp) = (x.as_ptr(), dy.as_ptr());
     // SAFETY: the caller keeps every pixel in range.
     unsafe {
-        for c in (0..n).step_by(16) {
+        for c in (0..n).step_by(V::LANES) {
             // Four sums over consecutive pixels, so the multiply-adds do not wait on each
             // other (one sum, or sums picked by index, which went through memory, ran 6% of
             // a training step slower than im2col).
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                _mm512_setzero_ps(),
-                _mm512_setzero_ps(),
-                _mm512_setzero_ps(),
-                _mm512_setzero_ps(),
-            );
+            let [mut a0, mut a1, mut a2, mut a3] = [V::zero(); 4];
             let term = |oy: usize, ox: usize| {
                 let pixel = (origin + (oy * iw + ox) as isize) as usize;
-                let v = _mm512_set1_ps(*xp.add(pixel * cin + ci));
-                (v, _mm512_loadu_ps(dp.add((oy * ow + ox) * n + c)))
+                let v = V::splat(*xp.add(pixel * cin + ci));
+                (v, V::load(dp.add((oy * ow + ox) * n + c)))
             };
             for oy in rows.clone() {
                 let mut ox = cols.start;
                 while ox + 4 <= cols.end {
                     let ((v0, d0), (v1, d1)) = (term(oy, ox), term(oy, ox + 1));
                     let ((v2, d2), (v3, d3)) = (term(oy, ox + 2), term(oy, ox + 3));
-                    a0 = _mm512_fmadd_ps(v0, d0, a0);
-                    a1 = _mm512_fmadd_ps(v1, d1, a1);
-                    a2 = _mm512_fmadd_ps(v2, d2, a2);
-                    a3 = _mm512_fmadd_ps(v3, d3, a3);
+                    a0 = V::fmadd(v0, d0, a0);
+                    a1 = V::fmadd(v1, d1, a1);
+                    a2 = V::fmadd(v2, d2, a2);
+                    a3 = V::fmadd(v3, d3, a3);
                     ox += 4;
                 }
                 for ox in ox..cols.end {
                     let (v, d) = term(oy, ox);
-                    a0 = _mm512_fmadd_ps(v, d, a0);
+                    a0 = V::fmadd(v, d, a0);
                 }
             }
-            let sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+            let sum = V::add(V::add(a0, a1), V::add(a2, a3));
             let out = gw.as_mut_ptr().add(c);
-            _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), sum));
+            V::store(out, V::add(V::load(out), sum));
         }
     }
 }
@@ -860,17 +893,8 @@ fn products<T>(
     }
 }
 
-/// Lanes of a 16-channel group that exist when only `left` channels remain.
-fn lanes(left: usize) -> u16 {
-    if left >= 16 {
-        u16::MAX
-    } else {
-        (1u16 << left) - 1
-    }
-}
-
-/// V = Bᵀ d B, 16 channels at a time (masked at the end of an odd channel count; bfloat16
-/// output needs whole groups of 16).
+/// V = Bᵀ d B, a vector of channels at a time (the last one partly, for odd channel counts;
+/// bfloat16 output needs whole groups of 16).
 #[cfg(target_arch = "x86_64")]
 unsafe fn transform_input(
     src: Source,
@@ -879,27 +903,20 @@ unsafe fn transform_input(
     v_row: usize,
     dst: Transformed,
 ) {
-    // SAFETY: the caller's promises are this function's; the bfloat16 destination is only
-    // made for CPUs with AVX-512 BF16 (`inference_method`).
+    // SAFETY: the caller's promises are the kernels'; the bfloat16 destination is only made
+    // for CPUs with AVX-512 BF16 (`inference_method`).
     unsafe {
         match dst {
-            Transformed::F32(_) => transform_input_f32(src, cin, tiles, v_row, dst),
+            Transformed::F32(_) => on_this_cpu!(transform_input_body(
+                src: Source,
+                cin: usize,
+                tiles: (usize, usize),
+                v_row: usize,
+                dst: Transformed,
+            )),
             Transformed::Bf16Pairs(_) => transform_input_bf16(src, cin, tiles, v_row, dst),
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_input_f32(
-    src: Source,
-    cin: usize,
-    tiles: (usize, usize),
-    v_row: usize,
-    dst: Transformed,
-) {
-    // SAFETY: as `transform_input`.
-    unsafe { transform_input_body(src, cin, tiles, v_row, dst) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -912,25 +929,22 @@ unsafe fn transform_input_bf16(
     dst: Transformed,
 ) {
     // SAFETY: as `transform_input`.
-    unsafe { transform_input_body(src, cin, tiles, v_row, dst) }
+    unsafe { transform_input_body::<__m512>(src, cin, tiles, v_row, dst) }
 }
 
-/// The body of both [`transform_input`] variants: inlined into each, so its intrinsics compile
-/// with the variant's CPU features (the bfloat16 store only in the variant that has them).
-#[cfg(target_arch = "x86_64")]
+/// The body of [`transform_input`], inlined into each of its variants so that its intrinsics
+/// compile with the variant's CPU features (the bfloat16 store only in the one that has them).
 #[inline(always)]
-unsafe fn transform_input_body(
+unsafe fn transform_input_body<V: Vector>(
     src: Source,
     cin: usize,
     (th, tw): (usize, usize),
     v_row: usize,
     dst: Transformed,
 ) {
-    use std::arch::x86_64::*;
-    use std::mem::transmute;
     let tiles = th * tw;
     // SAFETY: the caller checked the image and the destination against the last tile and
-    // channel; a pixel outside the image is a load with no lanes, from the image's start.
+    // channel; a pixel outside the image is a load of no lanes.
     unsafe {
         for t in 0..tiles {
             // Offsets of the tile's rows and columns in the image, `None` outside it.
@@ -945,26 +959,26 @@ unsafe fn transform_input_body(
                 *row = (y < src.h).then_some(y * src.w * cin);
                 *col = (x < src.w).then_some(x * cin);
             }
-            for c in (0..cin).step_by(16) {
-                let mask = lanes(cin - c);
+            for c in (0..cin).step_by(V::LANES) {
+                let count = (cin - c).min(V::LANES);
                 // Plain loops over fixed bounds: unrolled into registers, where closures,
                 // array maps and flattened iterators were left as calls or loops through
                 // memory.
-                let mut bd = [[_mm512_setzero_ps(); SPAN]; SPAN];
+                let mut bd = [[V::zero(); SPAN]; SPAN];
                 for (col, out) in cols.iter().zip(&mut bd) {
-                    let mut d = [_mm512_setzero_ps(); SPAN];
+                    let mut d = [V::zero(); SPAN];
                     for (row, v) in rows.iter().zip(&mut d) {
-                        let (mask, at) = match (row, col) {
-                            (Some(r), Some(k)) => (mask, r + k + c),
+                        let (count, at) = match (row, col) {
+                            (Some(r), Some(k)) => (count, r + k + c),
                             _ => (0, 0),
                         };
-                        *v = _mm512_maskz_loadu_ps(mask, src.image.add(at));
+                        *v = V::load_first(src.image.add(at), count);
                     }
                     *out = bt(d);
                 }
-                let mut tile = [[_mm512_setzero_ps(); SPAN]; SPAN];
+                let mut tile = [[V::zero(); SPAN]; SPAN];
                 for (i, out) in tile.iter_mut().enumerate() {
-                    let mut row = [_mm512_setzero_ps(); SPAN];
+                    let mut row = [V::zero(); SPAN];
                     for (v, col) in row.iter_mut().zip(&bd) {
                         *v = col[i];
                     }
@@ -977,12 +991,11 @@ unsafe fn transform_input_body(
                     for (j, &value) in row.iter().enumerate() {
                         match dst {
                             Transformed::F32(v) => {
-                                _mm512_mask_storeu_ps(v.add(start + j * cin), mask, value)
+                                V::store_first(v.add(start + j * cin), count, value)
                             }
-                            Transformed::Bf16Pairs(v) => _mm256_storeu_si256(
-                                v.add(start / 2 + j * (cin / 2)).cast(),
-                                transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(value)),
-                            ),
+                            Transformed::Bf16Pairs(v) => {
+                                V::store_bf16(v.add(start / 2 + j * (cin / 2)), value)
+                            }
                         }
                     }
                 }
@@ -991,11 +1004,10 @@ unsafe fn transform_input_body(
     }
 }
 
-/// Y = Aᵀ M A plus bias and ReLU, 16 channels at a time, cropped to the output; with a pool,
-/// the largest value of each 2x2 window of the tile.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_output(
+/// Y = Aᵀ M A plus bias and ReLU, a vector of channels at a time, cropped to the output; with
+/// a pool, the largest value of each 2x2 window of the tile.
+#[inline(always)]
+unsafe fn transform_output<V: Vector>(
     m: &[f32],
     n: usize,
     (th, tw): (usize, usize),
@@ -1004,40 +1016,39 @@ unsafe fn transform_output(
     (oh, ow): (usize, usize),
     (y, winners): (&mut [f32], *mut u8),
 ) {
-    use std::arch::x86_64::*;
     let tiles = th * tw;
     let (src, dst) = (m.as_ptr(), y.as_mut_ptr());
     // SAFETY: the caller checked `m`, `y` and the bias against every tile and channel.
     unsafe {
         for t in 0..tiles {
             let (ty, tx) = (t / tw, t % tw);
-            for c in (0..n).step_by(16) {
-                // Plain loops, as in `transform_input`.
-                let mut rows = [[_mm512_setzero_ps(); TILE]; SPAN];
+            for c in (0..n).step_by(V::LANES) {
+                // Plain loops, as in `transform_input_body`.
+                let mut rows = [[V::zero(); TILE]; SPAN];
                 for (i, row) in rows.iter_mut().enumerate() {
-                    let mut mv = [_mm512_setzero_ps(); SPAN];
+                    let mut mv = [V::zero(); SPAN];
                     for (xi, v) in mv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(src.add(t * m_row + (i * SPAN + xi) * n + c));
+                        *v = V::load(src.add(t * m_row + (i * SPAN + xi) * n + c));
                     }
                     *row = at(mv);
                 }
                 // `tile[j][i]`: output row `i`, column `j` of the tile.
-                let mut tile = [[_mm512_setzero_ps(); TILE]; TILE];
+                let mut tile = [[V::zero(); TILE]; TILE];
                 for (j, col) in tile.iter_mut().enumerate() {
-                    let mut mv = [_mm512_setzero_ps(); SPAN];
+                    let mut mv = [V::zero(); SPAN];
                     for (i, v) in mv.iter_mut().enumerate() {
                         *v = rows[i][j];
                     }
                     *col = at(mv);
                 }
                 let b = match out.bias {
-                    Some(b) => _mm512_loadu_ps(b.as_ptr().add(c)),
-                    None => _mm512_setzero_ps(),
+                    Some(b) => V::load(b.as_ptr().add(c)),
+                    None => V::zero(),
                 };
-                let finish = |v: __m512| {
-                    let v = _mm512_add_ps(v, b);
+                let finish = |v: V| {
+                    let v = V::add(v, b);
                     if out.relu {
-                        _mm512_max_ps(v, _mm512_setzero_ps())
+                        V::max(v, V::zero())
                     } else {
                         v
                     }
@@ -1050,29 +1061,20 @@ unsafe fn transform_output(
                             if py < ph && px < pw {
                                 let (i, j) = (2 * a, 2 * bx);
                                 let (top, bottom) = (
-                                    _mm512_max_ps(tile[j][i], tile[j + 1][i]),
-                                    _mm512_max_ps(tile[j][i + 1], tile[j + 1][i + 1]),
+                                    V::max(tile[j][i], tile[j + 1][i]),
+                                    V::max(tile[j][i + 1], tile[j + 1][i + 1]),
                                 );
-                                let best = _mm512_max_ps(top, bottom);
+                                let best = V::max(top, bottom);
                                 let at = (py * pw + px) * n + c;
-                                _mm512_storeu_ps(dst.add(at), finish(best));
+                                V::store(dst.add(at), finish(best));
                                 if !winners.is_null() {
                                     // The first of equal values wins, as in the pool layer.
-                                    let right = |l: __m512, r: __m512| {
-                                        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(r, l)
-                                    };
+                                    let right = |l: V, r: V| V::greater(r, l);
                                     let lower = right(top, bottom);
                                     let column = (lower
                                         & right(tile[j][i + 1], tile[j + 1][i + 1]))
                                         | (!lower & right(tile[j][i], tile[j + 1][i]));
-                                    let index = _mm512_or_si512(
-                                        _mm512_maskz_set1_epi32(lower, 2),
-                                        _mm512_maskz_set1_epi32(column, 1),
-                                    );
-                                    _mm_storeu_si128(
-                                        winners.add(at).cast(),
-                                        _mm512_cvtepi32_epi8(index),
-                                    );
+                                    V::store_bit_pairs(winners.add(at), lower, column);
                                 }
                             }
                         }
@@ -1083,7 +1085,7 @@ unsafe fn transform_output(
                     for (i, &value) in col.iter().enumerate() {
                         let (oy, ox) = (TILE * ty + i, TILE * tx + j);
                         if oy < oh && ox < ow {
-                            _mm512_storeu_ps(dst.add((oy * ow + ox) * n + c), finish(value));
+                            V::store(dst.add((oy * ow + ox) * n + c), finish(value));
                         }
                     }
                 }
@@ -1092,11 +1094,10 @@ unsafe fn transform_output(
     }
 }
 
-/// ΔM = A ΔY Aᵀ for every tile, 16 channels at a time: the adjoint of `transform_output`
-/// without its epilogue (gradients of outputs cropped away are zero).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_output_gradient(
+/// ΔM = A ΔY Aᵀ for every tile, a vector of channels at a time: the adjoint of
+/// `transform_output` without its epilogue (gradients of outputs cropped away are zero).
+#[inline(always)]
+unsafe fn transform_output_gradient<V: Vector>(
     dy: &[f32],
     n: usize,
     (th, tw): (usize, usize),
@@ -1104,36 +1105,35 @@ unsafe fn transform_output_gradient(
     (oh, ow): (usize, usize),
     m: &mut [f32],
 ) {
-    use std::arch::x86_64::*;
     let (src, dst) = (dy.as_ptr(), m.as_mut_ptr());
     // SAFETY: the caller checked `dy` and `m` against every tile and channel; a pixel outside
-    // the output is a load with no lanes.
+    // the output is a load of no lanes.
     unsafe {
         for t in 0..th * tw {
             let (y0, x0) = (TILE * (t / tw), TILE * (t % tw));
-            for c in (0..n).step_by(16) {
+            for c in (0..n).step_by(V::LANES) {
                 // `cols[i][xi]`: the gradient of output row `i` along ξ's second axis.
-                let mut cols = [[_mm512_setzero_ps(); SPAN]; TILE];
+                let mut cols = [[V::zero(); SPAN]; TILE];
                 for (i, col) in cols.iter_mut().enumerate() {
-                    let mut row = [_mm512_setzero_ps(); TILE];
+                    let mut row = [V::zero(); TILE];
                     for (j, v) in row.iter_mut().enumerate() {
                         let (oy, ox) = (y0 + i, x0 + j);
-                        let (mask, at) = if oy < oh && ox < ow {
-                            (u16::MAX, (oy * ow + ox) * n + c)
+                        let (count, at) = if oy < oh && ox < ow {
+                            (V::LANES, (oy * ow + ox) * n + c)
                         } else {
                             (0, 0)
                         };
-                        *v = _mm512_maskz_loadu_ps(mask, src.add(at));
+                        *v = V::load_first(src.add(at), count);
                     }
                     *col = a(row);
                 }
                 for xi in 0..SPAN {
-                    let mut column = [_mm512_setzero_ps(); TILE];
+                    let mut column = [V::zero(); TILE];
                     for (v, col) in column.iter_mut().zip(&cols) {
                         *v = col[xi];
                     }
                     for (i, value) in a(column).into_iter().enumerate() {
-                        _mm512_storeu_ps(dst.add(t * m_row + (i * SPAN + xi) * n + c), value);
+                        V::store(dst.add(t * m_row + (i * SPAN + xi) * n + c), value);
                     }
                 }
             }
@@ -1142,21 +1142,20 @@ unsafe fn transform_output_gradient(
 }
 
 /// A along one axis of a tile's output gradients: the adjoint of [`at`].
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn a(d: [__m512; TILE]) -> [__m512; SPAN] {
+fn a<V: Vector>(d: [V; TILE]) -> [V; SPAN] {
     // SAFETY: see `bt`.
     unsafe {
-        let k = _mm512_set1_ps;
-        let (even, odd) = (_mm512_add_ps(d[0], d[2]), _mm512_add_ps(d[1], d[3]));
-        let even4 = _mm512_fmadd_ps(k(4.0), d[2], d[0]);
-        let odd8 = _mm512_mul_ps(k(2.0), _mm512_fmadd_ps(k(4.0), d[3], d[1]));
+        let k = V::splat;
+        let (even, odd) = (V::add(d[0], d[2]), V::add(d[1], d[3]));
+        let even4 = V::fmadd(k(4.0), d[2], d[0]);
+        let odd8 = V::mul(k(2.0), V::fmadd(k(4.0), d[3], d[1]));
         [
             d[0],
-            _mm512_add_ps(even, odd),
-            _mm512_sub_ps(even, odd),
-            _mm512_add_ps(even4, odd8),
-            _mm512_sub_ps(even4, odd8),
+            V::add(even, odd),
+            V::sub(even, odd),
+            V::add(even4, odd8),
+            V::sub(even4, odd8),
             d[3],
         ]
     }
@@ -1165,8 +1164,7 @@ fn a(d: [__m512; TILE]) -> [__m512; SPAN] {
 /// `du[r][..32] += Σ_t v[t][r] m[t][..32]` for `GRADIENT_ROWS` rows `r`: rows of V are
 /// `v_row` apart, of ΔM `m_row`, of ΔU `n`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn outer_sums(
+fn outer_sums(
     v: &[f32],
     v_row: usize,
     m: &[f32],
@@ -1175,30 +1173,79 @@ unsafe fn outer_sums(
     n: usize,
     du: &mut [f32],
 ) {
-    use std::arch::x86_64::*;
     assert!(tiles > 0 && v.len() > (tiles - 1) * v_row + GRADIENT_ROWS - 1);
-    assert!(m.len() >= (tiles - 1) * m_row + 32 && du.len() >= (GRADIENT_ROWS - 1) * n + 32);
-    let (vp, mp, dp) = (v.as_ptr(), m.as_ptr(), du.as_mut_ptr());
-    // SAFETY: the asserts cover every load and store.
+    assert!(m.len() >= (tiles - 1) * m_row + BLOCK && du.len() >= (GRADIENT_ROWS - 1) * n + BLOCK);
+    // SAFETY: only reached where Winograd runs (`method`); the asserts cover every load and
+    // store.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); 2]; GRADIENT_ROWS];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            *acc = [0, 16].map(|o| _mm512_loadu_ps(dp.add(r * n + o)));
-        }
-        for t in 0..tiles {
-            let (m0, m1) = (
-                _mm512_loadu_ps(mp.add(t * m_row)),
-                _mm512_loadu_ps(mp.add(t * m_row + 16)),
-            );
+        on_this_cpu!(outer_sums_body(
+            v: &[f32],
+            v_row: usize,
+            m: &[f32],
+            m_row: usize,
+            tiles: usize,
+            n: usize,
+            du: &mut [f32],
+        ))
+    }
+}
+
+/// [`outer_sums`] in passes of `R` rows by two vectors of channels: all eight rows by 32 with
+/// AVX-512's 32 registers, four rows by 16 (four passes) in AVX2's 16.
+#[inline(always)]
+unsafe fn outer_sums_body<V: Vector>(
+    v: &[f32],
+    v_row: usize,
+    m: &[f32],
+    m_row: usize,
+    tiles: usize,
+    n: usize,
+    du: &mut [f32],
+) {
+    #[inline(always)]
+    unsafe fn pass<V: Vector, const R: usize>(
+        (vp, v_row): (*const f32, usize),
+        (mp, m_row): (*const f32, usize),
+        tiles: usize,
+        (dp, n): (*mut f32, usize),
+    ) {
+        // SAFETY: `outer_sums`'s asserts cover every load and store.
+        unsafe {
+            let mut acc = [[V::zero(); 2]; R];
             for (r, acc) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*vp.add(t * v_row + r));
-                acc[0] = _mm512_fmadd_ps(b, m0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(b, m1, acc[1]);
+                *acc = [0, V::LANES].map(|o| V::load(dp.add(r * n + o)));
+            }
+            for t in 0..tiles {
+                let (m0, m1) = (
+                    V::load(mp.add(t * m_row)),
+                    V::load(mp.add(t * m_row + V::LANES)),
+                );
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let b = V::splat(*vp.add(t * v_row + r));
+                    acc[0] = V::fmadd(b, m0, acc[0]);
+                    acc[1] = V::fmadd(b, m1, acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                V::store(dp.add(r * n), acc[0]);
+                V::store(dp.add(r * n + V::LANES), acc[1]);
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm512_storeu_ps(dp.add(r * n), acc[0]);
-            _mm512_storeu_ps(dp.add(r * n + 16), acc[1]);
+    }
+    let rows = if V::LANES >= 16 { GRADIENT_ROWS } else { 4 };
+    // SAFETY: as `pass`.
+    unsafe {
+        for r0 in (0..GRADIENT_ROWS).step_by(rows) {
+            for c0 in (0..BLOCK).step_by(2 * V::LANES) {
+                let vs = (v.as_ptr().add(r0), v_row);
+                let ms = (m.as_ptr().add(c0), m_row);
+                let ds = (du.as_mut_ptr().add(r0 * n + c0), n);
+                if rows == GRADIENT_ROWS {
+                    pass::<V, GRADIENT_ROWS>(vs, ms, tiles, ds);
+                } else {
+                    pass::<V, 4>(vs, ms, tiles, ds);
+                }
+            }
         }
     }
 }
@@ -1212,11 +1259,17 @@ trait Kernel {
     /// Computes `P` rows; returns `P`.
     fn run<const P: usize>(&self, x: &[Self::Input], y: &mut [f32]) -> usize;
 
-    /// Writes `rows` rows starting at `x` into `y`, in as few calls of at most 14 rows as
-    /// possible, all of nearly the same size: a call of few rows waits on the FMA latency
-    /// (49 rows as 13 + 12 + 12 + 12, not 14 + 14 + 14 + 4 + 2 + 1).
+    /// Writes `rows` rows starting at `x` into `y`, in as few calls of at most 14 rows (AVX2:
+    /// 6) as possible, all of nearly the same size: a call of few rows waits on the FMA
+    /// latency (49 rows as 13 + 12 + 12 + 12, not 14 + 14 + 14 + 4 + 2 + 1).
     fn rows(&self, x: &[Self::Input], rows: usize, y: &mut [f32]) {
-        let (calls, (sx, sy)) = (rows.div_ceil(14), self.strides());
+        // Accumulators for 14 rows fill 28 of AVX-512's 32 registers; AVX2 has 16.
+        let most = if Isa::detect() == Some(Isa::Avx2) {
+            6
+        } else {
+            14
+        };
+        let (calls, (sx, sy)) = (rows.div_ceil(most), self.strides());
         let mut r = 0;
         for call in 0..calls {
             let (x, y) = (&x[r * sx..], &mut y[r * sy..]);
@@ -1240,8 +1293,9 @@ trait Kernel {
     }
 }
 
-/// The f32 kernel: row `r`, at `y[r * out_stride]`, is `bias + Σ_taps Σ_c x[tap.0 + r * stride
-/// + c] * w[tap.1 + c * n]`, keeping up to 14 rows x 32 channels in 28 registers.
+/// The f32 kernel: row `r`, at `y[r * out_stride]`, is
+/// `bias + Σ_taps Σ_c x[tap.0 + r * stride + c] * w[tap.1 + c * n]`, keeping up to 14 rows x
+/// 32 channels in 28 registers (with AVX2, 6 rows x 16 channels in 12, twice).
 struct Tile<'a> {
     /// (input offset, weight offset) of each kernel tap.
     taps: &'a [(usize, usize)],
@@ -1277,10 +1331,15 @@ impl Kernel for Tile<'_> {
         assert!(depth > 0 && x.len() >= x_end && self.w.len() >= w_end);
         assert!(y.len() >= (P - 1) * self.out_stride + BLOCK && self.bias.len() >= BLOCK);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `method` only picks this kernel when AVX-512F is present, and the asserts
-        // above cover every load and store.
+        // SAFETY: `method` only picks this kernel where AVX-512 or AVX2 is present, and the
+        // asserts above cover every load and store.
         unsafe {
-            self.run_avx512::<P>(x.as_ptr(), y.as_mut_ptr())
+            let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+            match Isa::detect() {
+                Some(Isa::Avx512) => self.run_avx512::<P>(x, y),
+                Some(Isa::Avx2) => self.run_avx2::<P>(x, y),
+                None => unreachable!("fast convolutions run only with AVX-512 or AVX2"),
+            }
         };
         P
     }
@@ -1290,34 +1349,48 @@ impl Tile<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512<const P: usize>(&self, x: *const f32, y: *mut f32) {
-        use std::arch::x86_64::*;
+        // SAFETY: as `run`.
+        unsafe { self.channels::<__m512, P>(x, y, 0) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2<const P: usize>(&self, x: *const f32, y: *mut f32) {
+        for first in [0, BLOCK / 2] {
+            // SAFETY: as `run`.
+            unsafe { self.channels::<__m256, P>(x, y, first) }
+        }
+    }
+
+    /// `P` rows of the block's channels `first..first + 2 * V::LANES`.
+    #[inline(always)]
+    unsafe fn channels<V: Vector, const P: usize>(&self, x: *const f32, y: *mut f32, first: usize) {
         let (depth, n, stride, out) = (self.depth, self.n, self.stride, self.out_stride);
+        let lanes = V::LANES;
         // SAFETY (whole body): offsets stay inside the slices, see `run`'s asserts.
         unsafe {
-            let b0 = _mm512_loadu_ps(self.bias.as_ptr());
-            let b1 = _mm512_loadu_ps(self.bias.as_ptr().add(16));
-            let mut acc = [[b0, b1]; P];
+            let bias = self.bias.as_ptr().add(first);
+            let mut acc = [[V::load(bias), V::load(bias.add(lanes))]; P];
             for &(xo, wo) in self.taps {
-                let (xs, ws) = (x.add(xo), self.w.as_ptr().add(wo));
+                let (xs, ws) = (x.add(xo), self.w.as_ptr().add(wo + first));
                 for c in 0..depth {
-                    let w0 = _mm512_loadu_ps(ws.add(c * n));
-                    let w1 = _mm512_loadu_ps(ws.add(c * n + 16));
+                    let w0 = V::load(ws.add(c * n));
+                    let w1 = V::load(ws.add(c * n + lanes));
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let v = _mm512_set1_ps(*xs.add(r * stride + c));
-                        acc[0] = _mm512_fmadd_ps(v, w0, acc[0]);
-                        acc[1] = _mm512_fmadd_ps(v, w1, acc[1]);
+                        let v = V::splat(*xs.add(r * stride + c));
+                        acc[0] = V::fmadd(v, w0, acc[0]);
+                        acc[1] = V::fmadd(v, w1, acc[1]);
                     }
                 }
             }
-            let zero = _mm512_setzero_ps();
             for (r, acc) in acc.iter().enumerate() {
                 let (mut a0, mut a1) = (acc[0], acc[1]);
                 if self.relu {
-                    a0 = _mm512_max_ps(a0, zero);
-                    a1 = _mm512_max_ps(a1, zero);
+                    a0 = V::max(a0, V::zero());
+                    a1 = V::max(a1, V::zero());
                 }
-                _mm512_storeu_ps(y.add(r * out), a0);
-                _mm512_storeu_ps(y.add(r * out + 16), a1);
+                V::store(y.add(r * out + first), a0);
+                V::store(y.add(r * out + first + lanes), a1);
             }
         }
     }
@@ -1461,7 +1534,7 @@ mod tests {
                 padding: pad,
             };
             let Some(plain) = self::method(&g) else {
-                eprintln!("no AVX-512 on this CPU: the fast convolutions are not used here");
+                eprintln!("neither AVX-512 nor AVX2 here: the fast convolutions are not used");
                 return;
             };
             let w: Vec<f32> = (0..k * k * input.c * filters)

@@ -147,7 +147,7 @@ fn relu_and_maxpool() {
 }
 
 /// A Winograd convolution (wide enough for its fast backward pass) with the max pool after
-/// it folded into its passes, where the CPU has AVX-512.
+/// it folded into its passes, where the CPU has AVX-512 or AVX2.
 fn folded_pool_specs() -> [LayerSpec; 3] {
     [
         LayerSpec::Conv2d {
@@ -189,7 +189,7 @@ fn one_step(net: &mut Network) -> (Vec<f32>, Vec<f32>) {
 fn a_folded_pool_trains_like_the_plain_layers() {
     let input = Shape::new(8, 6, 32);
     let mut folded = Network::new(input, &folded_pool_specs(), 3).unwrap();
-    assert_eq!(folded.pooled[0], crate::fastconv::avx512());
+    assert_eq!(folded.pooled[0], crate::convolutions_skip_im2col());
     let mut plain = folded.clone();
     plain.pooled.iter_mut().for_each(|p| *p = false);
     let (folded, plain) = (one_step(&mut folded), one_step(&mut plain));
@@ -214,7 +214,7 @@ fn a_dropout_after_a_folded_pool_trains_like_the_layer() {
     let [conv, pool, dense] = folded_pool_specs();
     let specs = [conv, pool, LayerSpec::Dropout { rate: 0.5 }, dense];
     let mut folded = Network::new(Shape::new(8, 6, 32), &specs, 3).unwrap();
-    assert_eq!(folded.dropped[0], crate::fastconv::avx512());
+    assert_eq!(folded.dropped[0], crate::convolutions_skip_im2col());
     let mut alone = folded.clone();
     alone.dropped.iter_mut().for_each(|d| *d = false);
     let (folded, alone) = (one_step(&mut folded), one_step(&mut alone));
@@ -378,5 +378,5 @@ fn the_first_layer_trains_inside_the_second() {
     }
     assert!(stored_separate);
     // Only the fast convolutions run the first layer inside the second.
-    assert_eq!(stored_inside, !crate::fastconv::avx512());
+    assert_eq!(stored_inside, !crate::convolutions_skip_im2col());
 }

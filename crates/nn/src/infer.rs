@@ -445,9 +445,9 @@ mod tests {
 
     #[test]
     fn folded_layers_compute_what_the_plain_layers_do() {
-        let fast = crate::fastconv::avx512();
+        let fast = crate::convolutions_skip_im2col();
         // The default CNN's shape: batch norms and ReLUs fold, and so do both pools with
-        // AVX-512; dropout goes.
+        // AVX-512 or AVX2; dropout goes.
         let cnn = [
             conv(32, 1, false, false),
             BN,
