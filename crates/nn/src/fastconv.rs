@@ -22,31 +22,11 @@
 use crate::conv::ConvGeometry;
 use crate::infer::Precision;
 use crate::layer::Shape;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::on_this_cpu;
 use crate::simd::{Isa, Vector};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{__m256, __m512};
-
-/// Calls the generic, `#[inline(always)]` kernel `$body::<V>(args)` compiled for this CPU's
-/// [`Isa`]: it inlines into one function per instruction set, each with its CPU features on.
-/// Only for code that [`method`] let run (it found one of them), inside an `unsafe` block.
-#[cfg(target_arch = "x86_64")]
-macro_rules! on_this_cpu {
-    ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512($($arg: $ty),*) {
-            unsafe { $body::<__m512>($($arg),*) }
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2($($arg: $ty),*) {
-            unsafe { $body::<__m256>($($arg),*) }
-        }
-        match Isa::detect() {
-            Some(Isa::Avx512) => avx512($($arg),*),
-            Some(Isa::Avx2) => avx2($($arg),*),
-            None => unreachable!("fast convolutions run only with AVX-512 or AVX2"),
-        }
-    }};
-}
 
 /// Output channels per pass: two 16-lane registers per row.
 const BLOCK: usize = 32;

@@ -179,9 +179,11 @@ struct Adam {
 impl Adam {
     fn update(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if crate::fastconv::avx512() {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { self.update_avx512(w, g, m, v) };
+        // SAFETY: the CPU has the features the functions are compiled for.
+        match crate::simd::Isa::detect() {
+            Some(crate::simd::Isa::Avx512) => return unsafe { self.update_avx512(w, g, m, v) },
+            Some(crate::simd::Isa::Avx2) => return unsafe { self.update_avx2(w, g, m, v) },
+            None => {}
         }
         self.update_portable(w, g, m, v);
     }
@@ -193,6 +195,13 @@ impl Adam {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     fn update_avx512(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.update_portable(w, g, m, v);
+    }
+
+    /// The same for AVX2: 8 values at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn update_avx2(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         self.update_portable(w, g, m, v);
     }
 

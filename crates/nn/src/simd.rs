@@ -40,6 +40,30 @@ impl Isa {
     }
 }
 
+/// Calls the generic, `#[inline(always)]` kernel `$body::<V>(args)` compiled for this CPU's
+/// [`Isa`]: it inlines into one function per instruction set, each with its CPU features on.
+/// Only where [`Isa::detect`] found one, inside an `unsafe` block.
+#[cfg(target_arch = "x86_64")]
+macro_rules! on_this_cpu {
+    ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512($($arg: $ty),*) {
+            unsafe { $body::<std::arch::x86_64::__m512>($($arg),*) }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) {
+            unsafe { $body::<std::arch::x86_64::__m256>($($arg),*) }
+        }
+        match $crate::simd::Isa::detect() {
+            Some($crate::simd::Isa::Avx512) => avx512($($arg),*),
+            Some($crate::simd::Isa::Avx2) => avx2($($arg),*),
+            None => unreachable!("vector kernels run only with AVX-512 or AVX2"),
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use on_this_cpu;
+
 /// A vector of f32 lanes.
 pub(crate) trait Vector: Copy {
     const LANES: usize;
