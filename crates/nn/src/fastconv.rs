@@ -1,7 +1,7 @@
 //! Convolution without im2col, for stride-1 layers on CPUs with AVX-512 or AVX2: the forward
 //! pass, and in training the input gradient (itself a convolution, [`input_gradient`]) and
 //! Winograd's weight gradient ([`weight_gradient`]). Each kernel is written once over
-//! [`Vector`] and compiled for both instruction sets (`on_this_cpu`).
+//! `simd::Vector` and compiled for both instruction sets (`on_this_cpu`).
 //!
 //! Why: for one image the im2col + GEMM product is short and thin (784 x 288 by 32 on the
 //! default CNN's widest layer) and `gemm` reaches ~80 GFLOP/s on it after the patch copy,
@@ -24,7 +24,9 @@ use crate::infer::Precision;
 use crate::layer::Shape;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::on_this_cpu;
-use crate::simd::{Isa, Vector};
+use crate::simd::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Vector;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{__m256, __m512};
 
@@ -430,6 +432,7 @@ fn transform_planes<const A: usize, const P: usize>(
 // features, into which they inline (`inline(always)`).
 
 /// Bᵀ along one axis of a tile's values.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn bt<V: Vector>(d: [V; SPAN]) -> [V; SPAN] {
     // SAFETY: see above.
@@ -451,6 +454,7 @@ fn bt<V: Vector>(d: [V; SPAN]) -> [V; SPAN] {
 }
 
 /// Aᵀ along one axis of a tile's products.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn at<V: Vector>(m: [V; SPAN]) -> [V; TILE] {
     // SAFETY: see above.
@@ -791,6 +795,7 @@ pub(crate) fn direct_weight_gradient(g: &ConvGeometry, image: &[f32], dy: &[f32]
 }
 
 /// `gw[..n] += Σ x[origin + oy * iw + ox][ci] dy[oy * ow + ox][..n]` over `rows x cols`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tap_sums<V: Vector>(
     x: &[f32],
@@ -914,6 +919,7 @@ unsafe fn transform_input_bf16(
 
 /// The body of [`transform_input`], inlined into each of its variants so that its intrinsics
 /// compile with the variant's CPU features (the bfloat16 store only in the one that has them).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn transform_input_body<V: Vector>(
     src: Source,
@@ -986,6 +992,7 @@ unsafe fn transform_input_body<V: Vector>(
 
 /// Y = Aᵀ M A plus bias and ReLU, a vector of channels at a time, cropped to the output; with
 /// a pool, the largest value of each 2x2 window of the tile.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn transform_output<V: Vector>(
     m: &[f32],
@@ -1076,6 +1083,7 @@ unsafe fn transform_output<V: Vector>(
 
 /// ΔM = A ΔY Aᵀ for every tile, a vector of channels at a time: the adjoint of
 /// `transform_output` without its epilogue (gradients of outputs cropped away are zero).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn transform_output_gradient<V: Vector>(
     dy: &[f32],
@@ -1122,6 +1130,7 @@ unsafe fn transform_output_gradient<V: Vector>(
 }
 
 /// A along one axis of a tile's output gradients: the adjoint of [`at`].
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn a<V: Vector>(d: [V; TILE]) -> [V; SPAN] {
     // SAFETY: see `bt`.
@@ -1172,6 +1181,7 @@ fn outer_sums(
 
 /// [`outer_sums`] in passes of `R` rows by two vectors of channels: all eight rows by 32 with
 /// AVX-512's 32 registers, four rows by 16 (four passes) in AVX2's 16.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn outer_sums_body<V: Vector>(
     v: &[f32],
@@ -1343,6 +1353,7 @@ impl Tile<'_> {
     }
 
     /// `P` rows of the block's channels `first..first + 2 * V::LANES`.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn channels<V: Vector, const P: usize>(&self, x: *const f32, y: *mut f32, first: usize) {
         let (depth, n, stride, out) = (self.depth, self.n, self.stride, self.out_stride);

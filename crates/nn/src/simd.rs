@@ -65,6 +65,7 @@ macro_rules! on_this_cpu {
 pub(crate) use on_this_cpu;
 
 /// A vector of f32 lanes.
+#[cfg(target_arch = "x86_64")]
 pub(crate) trait Vector: Copy {
     const LANES: usize;
     unsafe fn zero() -> Self;
