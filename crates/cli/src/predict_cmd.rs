@@ -364,16 +364,21 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
     if args.json {
         println!("{}", score.to_json(&args.model));
     } else {
-        print_score_rows("style", 14, &score.styles);
-        print_score_row(14, &score.digits);
-        println!(
-            "{:<14} {:>8.2}%  ({}/{} read exactly; calibration error of their confidence {:.2}%)",
-            "numbers",
-            100.0 * score.numbers.accuracy(),
-            score.numbers.correct,
-            score.numbers.total,
-            100.0 * score.number_calibration_error
-        );
+        // A part that was asked for none (`--per-style 0`, `--numbers 0`) has no row.
+        if score.digits.total > 0 {
+            print_score_rows("style", 14, &score.styles);
+            print_score_row(14, &score.digits);
+        }
+        if score.numbers.total > 0 {
+            println!(
+                "{:<14} {:>8.2}%  ({}/{} read exactly; calibration error of their confidence {:.2}%)",
+                "numbers",
+                100.0 * score.numbers.accuracy(),
+                score.numbers.correct,
+                score.numbers.total,
+                100.0 * score.number_calibration_error
+            );
+        }
     }
     Ok(())
 }

@@ -646,6 +646,14 @@ fn realistic_drawings_and_numbers_are_read() {
     // A number held at the page's edge by a finger or a pen cap, close to it: 96.9% of 1,000.
     let v = realworld(&[&held_out[..], &["200", "--number-style", "finger"]].concat());
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.93, "{v}");
+    // Only what was asked for is printed: no styles of nothing.
+    let o = digits(&[&["realworld"], &held_out[..], &["20"]].concat());
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("read exactly") && !t.contains("canvas") && !t.contains("(0/0)"),
+        "{t}"
+    );
     let o = digits(&["realworld", "--number-style", "sketchy"]);
     assert!(
         !o.status.success() && text(&o).contains("uneven-light"),
