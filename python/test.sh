@@ -18,8 +18,8 @@ rm -rf "$venv" "$wheels"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "maturin>=1.9,<2" "ruff>=0.6"
-"$venv/bin/ruff" format --check python bench/python
-"$venv/bin/ruff" check python bench/python
+"$venv/bin/ruff" format --check python bench/python bench/peers tests/corpus
+"$venv/bin/ruff" check python bench/python bench/peers tests/corpus
 "$venv/bin/maturin" build --release --out "$wheels"
 wheel=$(ls "$wheels"/digits-*.whl)
 "$venv/bin/pip" install --quiet "$wheel[test]"

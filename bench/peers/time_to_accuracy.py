@@ -13,11 +13,14 @@ Usage: python time_to_accuracy.py --data-dir DIR --framework pytorch|keras [--th
 Prints a line per epoch and a summary (with --json: one object per epoch, then a summary
 object with "reached_seconds").
 """
+
 import time
 
 START = time.perf_counter()
 
-import argparse, json, os  # noqa: E402
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
 
 from peers import read_idx  # noqa: E402  (the same IDX reader as the other peer scripts)
 
@@ -33,31 +36,70 @@ def report(framework, epochs, target, threads, as_json):
     for epoch, acc in enumerate(epochs, 1):
         best = max(best, acc)
         if as_json:
-            print(json.dumps({"framework": framework, "epoch": epoch, "test_accuracy": acc,
-                              "seconds": elapsed()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "framework": framework,
+                        "epoch": epoch,
+                        "test_accuracy": acc,
+                        "seconds": elapsed(),
+                    }
+                ),
+                flush=True,
+            )
         else:
-            print(f"  {framework} epoch {epoch}: test accuracy {100 * acc:.2f}% at {elapsed():.1f} s", flush=True)
+            print(
+                f"  {framework} epoch {epoch}: test accuracy {100 * acc:.2f}% at {elapsed():.1f} s",
+                flush=True,
+            )
         if acc >= target:
             reached = elapsed()
             break
     if as_json:
-        print(json.dumps({"framework": framework, "threads": threads, "target": target,
-                          "reached_seconds": reached, "epochs": epoch, "best_accuracy": best}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "framework": framework,
+                    "threads": threads,
+                    "target": target,
+                    "reached_seconds": reached,
+                    "epochs": epoch,
+                    "best_accuracy": best,
+                }
+            ),
+            flush=True,
+        )
     elif reached:
-        print(f"{framework}: {reached:.1f} s to {100 * target:.1f}% ({epoch} epochs, {threads} threads)")
+        print(f"{framework}: {reached:.1f} s to {100 * target:.1f}%", end=" ")
+        print(f"({epoch} epochs, {threads} threads)")
     else:
-        print(f"{framework}: did not reach {100 * target:.1f}% in {epoch} epochs (best {100 * best:.2f}%)")
+        print(f"{framework}: did not reach {100 * target:.1f}% in {epoch} epochs", end=" ")
+        print(f"(best {100 * best:.2f}%)")
 
 
 def pytorch(args, x, y, xt, yt):
     import torch
     from torch import nn
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128),
-                        nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
-    norm = lambda a: (torch.from_numpy(a[:, None].astype("float32") / 255.0) - 0.1307) / 0.3081
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(9216, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
+
+    def norm(a):
+        return (torch.from_numpy(a[:, None].astype("float32") / 255.0) - 0.1307) / 0.3081
+
     X, Y, XT = norm(x), torch.from_numpy(y.astype("int64")), norm(xt)
     opt = torch.optim.Adadelta(net.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
@@ -66,29 +108,39 @@ def pytorch(args, x, y, xt, yt):
         net.train()
         order = torch.randperm(len(X), generator=g)
         for s in range(0, len(X), 64):
-            idx = order[s:s + 64]
+            idx = order[s : s + 64]
             opt.zero_grad()
             nn.functional.cross_entropy(net(X[idx]), Y[idx]).backward()
             opt.step()
         sched.step()
         net.eval()
         with torch.no_grad():
-            p = torch.cat([net(XT[i:i + 1000]).argmax(1) for i in range(0, len(XT), 1000)])
+            p = torch.cat([net(XT[i : i + 1000]).argmax(1) for i in range(0, len(XT), 1000)])
         yield float((p.numpy() == yt).mean())
 
 
 def keras(args, x, y, xt, yt):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
+
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
     from keras import layers
+
     keras.utils.set_random_seed(1)
-    net = keras.Sequential([keras.Input((28, 28, 1)),
-                            layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
-                            layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
-                            layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
+    net = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     net.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     X, XT = x[..., None].astype("float32") / 255.0, xt[..., None].astype("float32") / 255.0
     for _ in range(args.max_epochs):

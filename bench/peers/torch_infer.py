@@ -5,7 +5,13 @@ one call (best of 5). Weights are random: speed does not depend on them.
 
 Usage: python torch_infer.py --data-dir DIR [--threads N] [--runs R] [--bulk B] [--json]
 """
-import argparse, json, os, statistics, sys, time
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import read_idx  # noqa: E402
@@ -18,10 +24,20 @@ def default_cnn():
     def block(i, o):
         return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
 
-    return nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2),
-                         *block(32, 64), *block(64, 64), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(7 * 7 * 64, 128), nn.BatchNorm1d(128), nn.ReLU(),
-                         nn.Dropout(0.3), nn.Linear(128, 10)).eval()
+    return nn.Sequential(
+        *block(1, 32),
+        *block(32, 32),
+        nn.MaxPool2d(2),
+        *block(32, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 64, 128),
+        nn.BatchNorm1d(128),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    ).eval()
 
 
 def main():
@@ -33,6 +49,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import torch
+
     torch.set_num_threads(a.threads)
     net = default_cnn()
     x = read_idx(a.data_dir, "t10k-images-idx3-ubyte")[: a.bulk].astype("float32") / 255.0
@@ -49,8 +66,12 @@ def main():
         best = min(
             (lambda t: (net(X), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5)
         )
-    out = {"system": f"PyTorch {torch.__version__}", "threads": a.threads,
-           "single_us": statistics.median(times) * 1e6, "bulk_images_per_second": len(X) / best}
+    out = {
+        "system": f"PyTorch {torch.__version__}",
+        "threads": a.threads,
+        "single_us": statistics.median(times) * 1e6,
+        "bulk_images_per_second": len(X) / best,
+    }
     print(json.dumps(out) if a.json else out)
 
 

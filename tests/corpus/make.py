@@ -1,6 +1,15 @@
-"""Rebuilds the bad-input corpus (needs Pillow and numpy, e.g. bench/.venv/bin/python make.py).
-Run from this folder; models/ uses ../../models/mlp.safetensors for realistic metadata."""
-import gzip, hashlib, io, json, os, struct, zlib
+"""Rebuilds the bad-input corpus (needs Pillow and numpy: ../../target/python-test-venv/bin/python
+make.py, the environment python/test.sh makes). Run from this folder; models/ uses
+../../models/mlp.safetensors for realistic metadata."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import struct
+import zlib
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -12,11 +21,15 @@ def write(name, data):
 
 
 def png_bytes(img):
-    b = io.BytesIO(); img.save(b, format="PNG"); return b.getvalue()
+    b = io.BytesIO()
+    img.save(b, format="PNG")
+    return b.getvalue()
 
 
 def saved(img, fmt, **kw):
-    b = io.BytesIO(); img.save(b, format=fmt, **kw); return b.getvalue()
+    b = io.BytesIO()
+    img.save(b, format=fmt, **kw)
+    return b.getvalue()
 
 
 def seven(size=120):
@@ -26,10 +39,17 @@ def seven(size=120):
 
 
 def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
-def png_claiming(w, h, idat=zlib.compress(b"\x00" * 64)):
+def png_claiming(w, h, idat=None):
+    if idat is None:
+        idat = zlib.compress(b"\x00" * 64)
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
@@ -45,22 +65,38 @@ write("images/html-named.jpg", b"<!doctype html><html><body>not an image</body><
 write("images/bomb-30000x30000.png", png_claiming(30000, 30000))
 write("images/bomb-100000x100000.png", png_claiming(100000, 100000))
 write("images/bomb-1x2000000000.png", png_claiming(1, 2000000000))
-write("images/bomb-8000x8000-real.png", png_claiming(8000, 8000, zlib.compress((b"\x00" * 8001) * 8000, 9)))
-bad = bytearray(good_png); bad[29] ^= 0xFF
+write(
+    "images/bomb-8000x8000-real.png",
+    png_claiming(8000, 8000, zlib.compress((b"\x00" * 8001) * 8000, 9)),
+)
+bad = bytearray(good_png)
+bad[29] ^= 0xFF
 write("images/bad-crc.png", bytes(bad))
 write("images/one-pixel.png", png_bytes(Image.new("L", (1, 1), 0)))
 write("images/blank-white.png", png_bytes(Image.new("RGB", (200, 200), "white")))
 write("images/blank-black.png", png_bytes(Image.new("RGB", (200, 200), "black")))
 write("images/blank-transparent.png", png_bytes(Image.new("RGBA", (200, 200), (0, 0, 0, 0))))
-wide = Image.new("L", (5000, 10), 255); ImageDraw.Draw(wide).line([(100, 5), (4900, 5)], fill=0, width=3)
+wide = Image.new("L", (5000, 10), 255)
+ImageDraw.Draw(wide).line([(100, 5), (4900, 5)], fill=0, width=3)
 write("images/wide-5000x10.png", png_bytes(wide))
-tall = Image.new("L", (10, 5000), 255); ImageDraw.Draw(tall).line([(5, 100), (5, 4900)], fill=0, width=3)
+tall = Image.new("L", (10, 5000), 255)
+ImageDraw.Draw(tall).line([(5, 100), (5, 4900)], fill=0, width=3)
 write("images/tall-10x5000.png", png_bytes(tall))
-gif = saved(seven(), "GIF", save_all=True, append_images=[seven().rotate(20, fillcolor="white")], duration=100, loop=0)
+gif = saved(
+    seven(),
+    "GIF",
+    save_all=True,
+    append_images=[seven().rotate(20, fillcolor="white")],
+    duration=100,
+    loop=0,
+)
 write("images/animated.gif", gif)
 write("images/truncated.gif", gif[:200])
 write("images/cmyk.jpg", saved(seven().convert("CMYK"), "JPEG"))
-write("images/sixteen-bit.png", png_bytes(Image.fromarray(np.array(seven().convert("L"), dtype=np.uint16) * 257)))
+write(
+    "images/sixteen-bit.png",
+    png_bytes(Image.fromarray(np.array(seven().convert("L"), dtype=np.uint16) * 257)),
+)
 write("images/truncated.bmp", saved(seven(), "BMP")[:300])
 write("images/garbage.webp", b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(range(32)))
 write("images/truncated.tif", saved(seven(), "TIFF")[:400])
@@ -80,7 +116,11 @@ write("json/pixels-strings.json", json.dumps({"pixels": ["0"] * 784}).encode())
 write("json/pixels-missing.json", json.dumps({"image": [0.0] * 784}).encode())
 write("json/pixels-blank.json", json.dumps({"pixels": [0.0] * 784}).encode())
 
-hdr = lambda magic, *dims: struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims)
+
+def hdr(magic, *dims):
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims)
+
+
 write("idx/bad-magic-idx3-ubyte", hdr(0x804, 2, 28, 28) + bytes(2 * 784))
 write("idx/short-data-idx3-ubyte", hdr(0x803, 10, 28, 28) + bytes(100))
 write("idx/huge-count-idx3-ubyte", hdr(0x803, 4000000000, 28, 28) + bytes(784))
@@ -101,12 +141,17 @@ def safetensors(tensors, metadata):
     """A safetensors file whose digits checksum is right, so only the other checks can object."""
     h, data, entries = hashlib.sha256(), b"", {}
     for name, shape, values in sorted(tensors):
-        raw = struct.pack("<%df" % len(values), *values)
-        h.update(struct.pack("<Q", len(name))); h.update(name.encode())
+        raw = struct.pack(f"<{len(values)}f", *values)
+        h.update(struct.pack("<Q", len(name)))
+        h.update(name.encode())
         for d in shape:
             h.update(struct.pack("<Q", d))
         h.update(raw)
-        entries[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        entries[name] = {
+            "dtype": "F32",
+            "shape": shape,
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
         data += raw
     entries["__metadata__"] = dict(metadata, **{"digits.sha256": h.hexdigest()})
     head = json.dumps(entries, separators=(",", ":")).encode()
@@ -118,8 +163,17 @@ write("models/truncated.safetensors", src[:4096])
 write("models/png-named.safetensors", b"\x89PNG\r\n\x1a\n" + bytes(64))
 write("models/empty.safetensors", b"")
 write("models/wrong-shapes.safetensors", safetensors([("layer0.weight", [3, 3], [0.0] * 9)], base))
-write("models/bad-metadata.safetensors", safetensors([("x", [1], [0.0])], dict(base, **{"digits.meta": "{not json"})))
-write("models/future-format.safetensors", safetensors([("x", [1], [0.0])], dict(base, **{"digits.format": "99"})))
-write("models/svm-bad-metadata.safetensors", safetensors([("pca.mean", [784], [0.0] * 784)], dict(base, **{"digits.kind": "svm"})))
+write(
+    "models/bad-metadata.safetensors",
+    safetensors([("x", [1], [0.0])], dict(base, **{"digits.meta": "{not json"})),
+)
+write(
+    "models/future-format.safetensors",
+    safetensors([("x", [1], [0.0])], dict(base, **{"digits.format": "99"})),
+)
+write(
+    "models/svm-bad-metadata.safetensors",
+    safetensors([("pca.mean", [784], [0.0] * 784)], dict(base, **{"digits.kind": "svm"})),
+)
 ok = safetensors([("x", [1], [0.0])], base)
 write("models/checksum-mismatch.safetensors", ok[:-4] + struct.pack("<f", 1.0))
