@@ -95,11 +95,13 @@ def main():
         ("eager bf16 autocast channels-last", True, True),
         ("eager bf16 autocast", False, True),
     ]:
-        fastest = max(configs.values(), default=0.0)
-        probe = time_config(x, y, min(PROBE, a.batches), channels_last, bf16, False)
+        fastest, probe_batches = max(configs.values(), default=0.0), min(PROBE, a.batches)
+        probe = time_config(x, y, probe_batches, channels_last, bf16, False)
         if probe < fastest / 2:
             configs[name] = probe
-            log(f"{name}: {probe:.0f} images/s over {PROBE} batches, under half the fastest")
+            log(
+                f"{name}: {probe:.0f} images/s over {probe_batches} batches, under half the fastest"
+            )
             continue
         configs[name] = time_config(x, y, a.batches, channels_last, bf16, False)
         log(f"{name}: {configs[name]:.0f} images/s")
