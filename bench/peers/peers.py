@@ -82,6 +82,50 @@ def sklearn_svm(x, y, xt, yt):
     )
 
 
+def default_cnn():
+    """Our default `cnn` in PyTorch (random weights): 3x3 convolutions 32-32, pool, 64-64, pool,
+    each with batch norm, then dense 128 with batch norm and dropout 0.3."""
+    from torch import nn
+
+    def block(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+    return nn.Sequential(
+        *block(1, 32),
+        *block(32, 32),
+        nn.MaxPool2d(2),
+        *block(32, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 64, 128),
+        nn.BatchNorm1d(128),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    )
+
+
+def reference_cnn():
+    """The tutorials' model (PyTorch's mnist/main.py; our `cnn-ref`, see
+    crates/model/src/arch.rs) in PyTorch (random weights)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(12 * 12 * 64, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
+
+
 EPOCHS = {"mlp": 30, "cnn": 15}
 
 
@@ -104,24 +148,7 @@ def torch_model(kind, x, y, xt, yt, epochs, threads):
         )
         lr = 2e-3
     else:
-
-        def block(i, o):
-            return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-
-        net = nn.Sequential(
-            *block(1, 32),
-            *block(32, 32),
-            nn.MaxPool2d(2),
-            *block(32, 64),
-            *block(64, 64),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(7 * 7 * 64, 128),
-            nn.BatchNorm1d(128),
-            nn.ReLU(),
-            nn.Dropout(0.3),
-            nn.Linear(128, 10),
-        )
+        net = default_cnn()
         lr = 3e-3
     X = torch.from_numpy(x[:, None, :, :].copy())
     Y = torch.from_numpy(y.astype("int64"))

@@ -22,7 +22,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
-from peers import read_idx  # noqa: E402  (the same IDX reader as the other peer scripts)
+from peers import read_idx, reference_cnn  # noqa: E402  (shared with the other peer scripts)
 
 
 def elapsed():
@@ -83,19 +83,7 @@ def pytorch(args, x, y, xt, yt):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    net = nn.Sequential(
-        nn.Conv2d(1, 32, 3),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(9216, 128),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(128, 10),
-    )
+    net = reference_cnn()
 
     def norm(a):
         return (torch.from_numpy(a[:, None].astype("float32") / 255.0) - 0.1307) / 0.3081

@@ -14,30 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import read_idx  # noqa: E402
-
-
-def default_cnn():
-    """The default `cnn` architecture in PyTorch, in eval mode (random weights)."""
-    from torch import nn
-
-    def block(i, o):
-        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-
-    return nn.Sequential(
-        *block(1, 32),
-        *block(32, 32),
-        nn.MaxPool2d(2),
-        *block(32, 64),
-        *block(64, 64),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(7 * 7 * 64, 128),
-        nn.BatchNorm1d(128),
-        nn.ReLU(),
-        nn.Dropout(0.3),
-        nn.Linear(128, 10),
-    ).eval()
+from peers import default_cnn, read_idx  # noqa: E402
 
 
 def main():
@@ -51,7 +28,7 @@ def main():
     import torch
 
     torch.set_num_threads(a.threads)
-    net = default_cnn()
+    net = default_cnn().eval()
     x = read_idx(a.data_dir, "t10k-images-idx3-ubyte")[: a.bulk].astype("float32") / 255.0
     X = torch.from_numpy(x[:, None, :, :].copy())
     one = X[:1]

@@ -18,28 +18,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import log, read_idx  # noqa: E402
+from peers import log, read_idx, reference_cnn  # noqa: E402
 
 BATCH = 128
 PROBE = 5
-
-
-def reference_cnn():
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(12 * 12 * 64, 128),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(128, 10),
-    )
 
 
 def time_config(x, y, batches, channels_last, bf16, compiled):
