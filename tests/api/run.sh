@@ -22,11 +22,13 @@ printf '%s\n' "$DIGITS_ADMIN_TOKEN" >"$tmp/admin.token"
   >"$tmp/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$tmp"' EXIT
-# Run from the temporary folder, so that schemathesis' cache goes with it.
+# Run from the temporary folder, so that schemathesis' cache goes with it. One worker: with two
+# threads, hypothesis' ast.parse can fail in CPython 3.11 ("AST constructor recursion depth
+# mismatch", python/cpython#106905), an error in the tester, not in the API; one worker is as fast.
 cd "$tmp"
 "$venv/bin/schemathesis" --config-file "$root/tests/api/schemathesis.toml" run \
   "http://127.0.0.1:$port/api/openapi.json" --wait-for-schema 30 --checks all \
-  --max-examples "$examples" --workers 2 --seed 1
+  --max-examples "$examples" --workers 1 --seed 1
 if grep -qF "$DIGITS_ADMIN_TOKEN" "$tmp/server.log"; then
   echo "the admin token reached the server's log" >&2
   exit 1
