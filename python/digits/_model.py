@@ -96,8 +96,10 @@ class Model:
         """Accuracy on MNIST digits redrawn as people draw and photograph them (sixteen styles:
         thin and thick pens, coloured, ruled and cluttered paper, uneven light, a finger at the
         edge, ...) and on numbers of two to six digits, each read through the whole pipeline, as
-        ``digits realworld --json``. ``split="validation"`` redraws the digits the shipped models
-        held out, for choices that must not touch the test set. Ctrl+C stops it.
+        ``digits realworld --json``; ``misread_as_mnist`` says, per style, how many of the
+        misread digits the model misreads as the MNIST image too (the rest are the redraw's and
+        the reader's). ``split="validation"`` redraws the digits the shipped models held out, for
+        choices that must not touch the test set. Ctrl+C stops it.
         """
         for name, value in (("per_style", per_style), ("numbers", numbers), ("seed", seed)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

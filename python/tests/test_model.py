@@ -136,6 +136,10 @@ def test_realworld_reports_like_the_cli(mnist_test):
     assert v["model"] == "cnn" and v["numbers"] == 10
     assert len(v["styles"]) == 16 and "thin" in v["styles"] and "finger" in v["styles"]
     assert all(s["total"] == 12 for s in v["styles"].values())
+    assert v["misread_as_mnist"].keys() == v["styles"].keys()
+    assert all(
+        v["misread_as_mnist"][k] <= s["total"] - s["correct"] for k, s in v["styles"].items()
+    )
     assert v["digit_accuracy"] > 0.9 and 0 <= v["number_calibration_error"] <= 1
     # The same seed draws the same images.
     assert model.realworld(per_style=12, numbers=10, split="validation", seed=3) == v

@@ -366,8 +366,23 @@ pub fn realworld(args: RealworldArgs, dir: DataDir, threads: usize) -> Result<()
     } else {
         // A part that was asked for none (`--per-style 0`, `--numbers 0`) has no row.
         if score.digits.total > 0 {
-            print_score_rows("style", 14, &score.styles);
-            print_score_row(14, &score.digits);
+            // Beside each style's misreads, how many the model makes on the MNIST image too:
+            // the rest are the redraw's and the reader's.
+            println!(
+                "{:<14} {:>9}  {:<15} misread as MNIST too",
+                "style", "accuracy", ""
+            );
+            let all: usize = score.misread_as_mnist.iter().sum();
+            let rows = score.styles.iter().zip(&score.misread_as_mnist);
+            for (g, &as_mnist) in rows.chain([(&score.digits, &all)]) {
+                let counts = format!("({}/{})", g.correct, g.total);
+                let wrong = g.total - g.correct;
+                println!(
+                    "{:<14} {:>8.2}%  {counts:<15} {as_mnist} of {wrong}",
+                    g.name,
+                    100.0 * g.accuracy()
+                );
+            }
         }
         if score.numbers.total > 0 {
             println!(

@@ -626,6 +626,12 @@ fn realistic_drawings_and_numbers_are_read() {
     assert!(v["number_accuracy"].as_f64().unwrap() >= 0.96, "{v}");
     for (style, s) in v["styles"].as_object().unwrap() {
         assert!(s["accuracy"].as_f64().unwrap() >= 0.95, "{style}: {s}");
+        // Of a style's misreads, those the model makes on the MNIST image too.
+        let wrong = s["total"].as_u64().unwrap() - s["correct"].as_u64().unwrap();
+        assert!(
+            v["misread_as_mnist"][style].as_u64().unwrap() <= wrong,
+            "{v}"
+        );
     }
     for style in ["crossed", "ruled", "small", "finger", "backdrop"] {
         assert!(v["styles"][style].is_object(), "{v}");
