@@ -5,7 +5,7 @@ use crate::model::{Classify, Model, Prediction};
 use crate::shipped;
 use digits_vision::{
     context_view, decode, lattice, InkMap, Lattice, Limits, Normalized, Region, RgbaImage,
-    VisionError,
+    VisionError, MIN_CONTRAST,
 };
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,9 +91,15 @@ fn reading(model: &mut Model, normalized: Normalized) -> Reading {
 const MIN_PIXEL_INK: f32 = 3.0;
 
 /// Classifies an already normalised 28x28 input (784 values in 0..1); a blank one is an error,
-/// not a guess.
+/// not a guess. So is a flat one (every value about the same: a grey or fully inked square),
+/// which holds no strokes, as the image path refuses a picture with too little contrast.
 pub fn read_pixels(model: &mut Model, pixels: &[f32]) -> Result<Reading, VisionError> {
-    if pixels.iter().sum::<f32>() < MIN_PIXEL_INK {
+    let (low, high) = pixels
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if pixels.iter().sum::<f32>() < MIN_PIXEL_INK || high - low < MIN_CONTRAST {
         return Err(VisionError::NoInk);
     }
     Ok(reading(

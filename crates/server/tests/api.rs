@@ -137,6 +137,22 @@ async fn every_error_has_its_status_and_code() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "no_ink",
         ),
+        // A flat square of pixels, grey or fully inked, holds no strokes: refused as a picture
+        // without contrast is, not read as a digit.
+        (
+            "/api/v1/predict",
+            "application/json",
+            json!({"pixels": vec![0.5; 784]}).to_string().into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_ink",
+        ),
+        (
+            "/api/v1/predict",
+            "application/json",
+            json!({"pixels": vec![1.0; 784]}).to_string().into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_ink",
+        ),
         (
             "/api/v1/predict",
             "image/png",

@@ -6,7 +6,7 @@ use image::RgbaImage;
 use std::ops::Range;
 
 /// Ink contrast (0..1 grey levels) below which an image counts as blank.
-const MIN_CONTRAST: f32 = 0.12;
+pub const MIN_CONTRAST: f32 = 0.12;
 /// Fraction of the ink's contrast under which a pixel is paper texture, noise or JPEG ringing.
 const NOISE_FLOOR: f32 = 0.25;
 /// The same on a small canvas of perfectly even paper (a digit drawn at 28-64 px in a paint

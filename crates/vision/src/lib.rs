@@ -20,7 +20,7 @@ pub mod synth;
 pub use decode::{decode, read_file, Limits};
 pub use deskew::deskew;
 pub use image::RgbaImage;
-pub use ink::{InkMap, Region, StrokeGrid};
+pub use ink::{InkMap, Region, StrokeGrid, MIN_CONTRAST};
 pub use number::{
     context_view, lattice, segment, Lattice, LineBox, Segment, Step, VIEW_CHANNELS, VIEW_H, VIEW_W,
 };
